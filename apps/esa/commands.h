@@ -1,0 +1,19 @@
+// Subcommand registration: each cmd_<name>.cc binds one options struct to CLI11 and calls one
+// library function. main.cc calls every register_* below.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace esa::cli {
+
+void register_info(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_bench(CLI::App& app);
+
+/// The embedded default model: $ESA_MODEL, else data/models/SmolLM2-135M-Instruct.Q4_1.gguf
+/// of the source tree esa was built from.
+std::string default_model_path();
+
+}  // namespace esa::cli

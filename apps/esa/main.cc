@@ -1,0 +1,47 @@
+// esa: the command-line entry point. Builds the CLI11 app from the per-command files and is
+// the one place that catches esa::Error: one line on stderr, non-zero exit.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/version.h"
+
+namespace esa::cli {
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("ESA_MODEL"); env != nullptr && *env != '\0') return env;
+  return ESA_DEFAULT_MODEL;
+}
+
+}  // namespace esa::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"esa: Efficient Selective Attention for long-context LLM inference"};
+  app.set_version_flag("--version", fmt::format("esa {} (git {})", esa::version(), esa::git_revision()),
+                       "Print the version and git revision, then exit");
+  app.require_subcommand(1);
+  app.fallthrough();
+  esa::cli::register_info(app);
+  esa::cli::register_tokenize(app);
+  esa::cli::register_bench(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const esa::Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "esa: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "esa: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "esa: internal error: {}\n", e.what());
+    return 2;
+  }
+  return 0;
+}

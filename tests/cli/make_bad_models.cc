@@ -1,0 +1,114 @@
+// Writes good and corrupt model files into a folder for tests/cli/test_cli.sh, and prints one
+// line per corrupt case: "<path>\t<text the error message must contain>".
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "support/gguf_writer.h"
+
+namespace {
+
+using esa::test::write_file;
+
+template <typename T>
+void poke(std::string& b, size_t at, T v) { std::memcpy(b.data() + at, &v, sizeof(T)); }
+
+void emit(const std::string& path, const std::string& needle) { std::printf("%s\t%s\n", path.c_str(), needle.c_str()); }
+
+std::string safetensors(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  poke<uint64_t>(out, 0, header.size());
+  return out + header + data;
+}
+
+const char* kConfig = R"({"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":8,
+"intermediate_size":16,"num_attention_heads":2,"num_key_value_heads":1,"num_hidden_layers":1,
+"vocab_size":4,"max_position_embeddings":64,"rms_norm_eps":1e-5,"rope_theta":10000.0})";
+
+std::string st_dir(const std::string& root, const std::string& name, const std::string& file_bytes) {
+  const std::string dir = root + "/" + name;
+  std::filesystem::create_directories(dir);
+  write_file(dir + "/config.json", kConfig);
+  write_file(dir + "/model.safetensors", file_bytes);
+  return dir;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_bad_models DIR\n");
+    return 2;
+  }
+  const std::string root = argv[1];
+  std::filesystem::create_directories(root);
+  const std::string good = esa::test::tiny_llama_gguf();
+  write_file(root + "/tiny.gguf", good);
+
+  auto gguf_case = [&](const std::string& name, const std::string& bytes, const std::string& needle) {
+    write_file(root + "/" + name, bytes);
+    emit(root + "/" + name, needle);
+  };
+  gguf_case("empty.gguf", "", "not a");
+  { std::string b = good; b[1] = 'X'; gguf_case("bad_magic.gguf", b, "not a"); }
+  { std::string b = good; poke<uint32_t>(b, 4, 9); gguf_case("bad_version.gguf", b, "unsupported GGUF version 9"); }
+  gguf_case("truncated_header.gguf", good.substr(0, 300), "truncated");
+  { std::string b = good; poke<uint64_t>(b, 8, uint64_t(1) << 62); gguf_case("huge_tensor_count.gguf", b, "tensor count"); }
+  { std::string b = good; poke<uint64_t>(b, 16, uint64_t(1) << 61); gguf_case("huge_kv_count.gguf", b, "metadata count"); }
+  { std::string b = good; poke<uint64_t>(b, 24, uint64_t(1) << 50); gguf_case("huge_string.gguf", b, "past the end"); }
+  gguf_case("truncated_data.gguf", good.substr(0, good.size() - 100), "past the end");
+  {
+    // The first tensor's type field: find the name "token_embd.weight" in the tensor infos.
+    std::string b = good;
+    const size_t at = b.find("token_embd.weight") + 17 + 4 + 16;
+    poke<uint32_t>(b, at, 123);
+    gguf_case("unknown_dtype.gguf", b, "unknown ggml type 123");
+    b = good;
+    poke<uint64_t>(b, at + 4, uint64_t(1) << 45);
+    gguf_case("offset_past_end.gguf", b, "past the end");
+  }
+  {
+    std::string b = good;
+    const size_t at = b.find("\"llama\"") != std::string::npos ? 0 : b.find("llama");
+    (void)at;
+    const size_t arch = b.find("general.architecture") + 20 + 4 + 8;
+    std::memcpy(b.data() + arch, "mamba", 5);
+    gguf_case("unknown_arch.gguf", b, "unknown architecture 'mamba'");
+  }
+  {
+    std::string b = good;
+    const size_t key = b.find("llama.block_count");
+    std::memcpy(b.data() + key, "llama.block_COUNT", 17);
+    gguf_case("missing_key.gguf", b, "llama.block_count");
+  }
+
+  // safetensors folders (each with a valid config.json).
+  const std::string tensor_hdr = R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})";
+  emit(st_dir(root, "st_bad_json", safetensors(R"({"w":{"dtype":"F32",)", std::string(16, '\0'))), "JSON");
+  {
+    std::string b = safetensors(tensor_hdr, std::string(16, '\0'));
+    poke<uint64_t>(b, 0, uint64_t(1) << 40);
+    emit(st_dir(root, "st_huge_header", b), "header");
+  }
+  emit(st_dir(root, "st_unknown_dtype",
+              safetensors(R"({"w":{"dtype":"F13","shape":[2,2],"data_offsets":[0,16]}})", std::string(16, '\0'))),
+       "F13");
+  emit(st_dir(root, "st_offset_past_end",
+              safetensors(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,1600]}})", std::string(16, '\0'))),
+       "w");
+  emit(st_dir(root, "st_truncated", std::string("\x10\x00\x00", 3)), "model.safetensors");
+  {
+    const std::string dir = root + "/st_missing_shard";
+    std::filesystem::create_directories(dir);
+    write_file(dir + "/config.json", kConfig);
+    write_file(dir + "/model-00001-of-00002.safetensors", safetensors(tensor_hdr, std::string(16, '\0')));
+    write_file(dir + "/model.safetensors.index.json",
+               R"({"metadata":{},"weight_map":{"w":"model-00001-of-00002.safetensors","v":"model-00002-of-00002.safetensors"}})");
+    emit(dir, "model-00002-of-00002.safetensors");
+  }
+  emit(root + "/does_not_exist.gguf", "does_not_exist.gguf");
+  write_file(root + "/notes.txt", "just some text, not a model\n");
+  emit(root + "/notes.txt", "not a model");
+  return 0;
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# End-to-end tests of the esa command line: version and help, info and tokenize on a tiny
+# generated model and on the embedded SmolLM2 model, and corrupt inputs (each must print exactly
+# one line on stderr that names the input and exit non-zero, never crash).
+# Usage: test_cli.sh ESA_BINARY MODEL FIXTURES_DIR REQUIRE_MODEL(0|1)
+set -uo pipefail
+ESA="$1"; MODEL="$2"; FIXTURES="$3"; REQUIRE_MODEL="${4:-0}"
+MAKE_BAD="${ESA_MAKE_BAD_MODELS:?ESA_MAKE_BAD_MODELS must point at the make_bad_models program}"
+WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
+passed=0; failed=0
+
+ok()   { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+# check NAME CONDITION...: runs the condition, records the result.
+check() { local name="$1"; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
+
+# --- version and help ---------------------------------------------------------------------
+out="$("$ESA" --version)"; check "--version prints version and git revision" grep -Eq '^esa [0-9]+\.[0-9]+\.[0-9]+ \(git [0-9a-f]+' <<<"$out"
+for sub in info tokenize "bench tokenize"; do
+  # shellcheck disable=SC2086
+  help="$("$ESA" $sub --help)"
+  check "$sub --help lists options" grep -q -- "--model" <<<"$help"
+done
+"$ESA" >/dev/null 2>&1; check "no subcommand exits non-zero" test $? -ne 0
+"$ESA" frobnicate >/dev/null 2>&1; check "unknown subcommand exits non-zero" test $? -ne 0
+
+# --- tiny generated model -----------------------------------------------------------------
+"$MAKE_BAD" "$WORK/models" > "$WORK/cases.tsv" || { fail "make_bad_models"; }
+TINY="$WORK/models/tiny.gguf"
+out="$("$ESA" info --model "$TINY" 2>"$WORK/err")"; rc=$?
+check "info on tiny model succeeds" test $rc -eq 0
+check "info on tiny model shows the architecture" grep -Eq '^architecture +llama' <<<"$out"
+check "info on tiny model shows 2 layers" grep -Eq '^layers +2$' <<<"$out"
+json="$("$ESA" info --model "$TINY" --format json)"
+check "info --format json is valid JSON" python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["layers"]==2 and d["tied_embeddings"]' <<<"$json"
+ids="$("$ESA" tokenize --model "$TINY" --text "the cat" --ids 2>/dev/null)"
+check "tokenize --ids prints integers" grep -Eq '^[0-9]+( [0-9]+)*$' <<<"$ids"
+back="$("$ESA" tokenize --model "$TINY" --decode "$ids")"
+check "tokenize round trip on tiny model" test "$back" = "the cat"
+
+# --- corrupt inputs: one line on stderr naming the input, exit != 0 ------------------------
+n_cases=0
+while IFS=$'\t' read -r path needle; do
+  n_cases=$((n_cases + 1))
+  name="corrupt $(basename "$path")"
+  "$ESA" info --model "$path" >"$WORK/out" 2>"$WORK/err"; rc=$?
+  lines=$(wc -l <"$WORK/err")
+  if [[ $rc -ne 0 && $rc -lt 128 && $lines -eq 1 ]] && grep -qF -- "$path" "$WORK/err" && grep -qF -- "$needle" "$WORK/err"; then
+    ok "$name: $(cat "$WORK/err")"
+  else
+    fail "$name (exit $rc, $lines stderr lines, wanted '$needle'): $(head -c 400 "$WORK/err")"
+  fi
+done <"$WORK/cases.tsv"
+check "at least 12 corrupt-file cases ran ($n_cases)" test "$n_cases" -ge 12
+
+# --- bad options ----------------------------------------------------------------------------
+"$ESA" tokenize --model "$TINY" >/dev/null 2>"$WORK/err"; rc=$?
+check "tokenize without text is an error" test $rc -ne 0 -a "$(wc -l <"$WORK/err")" -eq 1
+"$ESA" tokenize --model "$TINY" --decode "1 99999" >/dev/null 2>"$WORK/err"; rc=$?
+check "decode of an out-of-range id is an error" grep -q "outside the vocabulary" "$WORK/err"
+"$ESA" info --model "$TINY" --format xml >/dev/null 2>"$WORK/err"; rc=$?
+check "info --format xml is an error" test $rc -ne 0
+
+# --- the embedded model ---------------------------------------------------------------------
+if [[ -f "$MODEL" ]]; then
+  out="$("$ESA" info --model "$MODEL")"; rc=$?
+  check "info on SmolLM2 succeeds" test $rc -eq 0
+  for want in '^architecture +llama$' '^layers +30$' '^hidden +576$' '^heads +9$' '^kv heads +3 ' \
+              '^head dim +64$' '^ffn +1536$' '^vocab +49152$' '^rope base +100000$' '^context +8192$' \
+              '^embeddings +tied' '^quant mix +.*Q4_1 x210' '^sha256 +b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53$'; do
+    check "info on SmolLM2 matches $want" grep -Eq "$want" <<<"$out"
+  done
+  text='Hello world! The pass key is 71432. Remember it.'
+  ids="$("$ESA" tokenize --model "$MODEL" --text "$text" --ids 2>/dev/null)"
+  back="$("$ESA" tokenize --model "$MODEL" --decode "$ids")"
+  check "tokenize round trip on SmolLM2" test "$back" = "$text"
+  chat="$("$ESA" tokenize --model "$MODEL" --text "hi" --chat 2>/dev/null | head -1)"
+  check "tokenize --chat starts with <|im_start|> (id 1)" grep -Eq '^1	<\|im_start\|>$' <<<"$chat"
+elif [[ "$REQUIRE_MODEL" == "1" ]]; then
+  fail "the embedded model is required but missing: $MODEL (run scripts/fetch_model.sh)"
+else
+  echo "skip embedded-model checks: $MODEL not found (run scripts/fetch_model.sh)"
+fi
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,2 @@
+# Owned by the tokenizer work: tokenizer and chat-template suites.
+esa_unit_test(test_tokenizer unit/test_tokenizer.cc)
