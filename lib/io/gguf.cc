@@ -194,9 +194,9 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
   const uint64_t kv_count = cur.read<uint64_t>("metadata count");
   // A metadata pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info at least
   // 8 + 4 + 8 + 4 + 8.
-  ESA_CHECK(kv_count <= cur.remaining() / 13, "{}: metadata count {} cannot fit in a {}-byte file", path,
+  ESA_CHECK(kv_count <= cur.remaining() / 13, "{}: metadata count {} cannot fit in a {}-byte file (truncated or corrupt)", path,
             kv_count, file_->size());
-  ESA_CHECK(tensor_count <= cur.remaining() / 32, "{}: tensor count {} cannot fit in a {}-byte file", path,
+  ESA_CHECK(tensor_count <= cur.remaining() / 32, "{}: tensor count {} cannot fit in a {}-byte file (truncated or corrupt)", path,
             tensor_count, file_->size());
 
   metadata_.reserve(kv_count);

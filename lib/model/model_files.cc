@@ -25,6 +25,9 @@ ModelFormat detect_model_format(const std::string& path) {
     }
     ESA_FAIL("{}: folder holds no *.safetensors nor model.safetensors.index.json", path);
   }
+  // A .gguf name is taken at its word, so that a corrupt GGUF gets the GGUF reader's precise
+  // message (bad magic, truncation) rather than "not a model".
+  if (path.ends_with(".gguf")) return ModelFormat::gguf;
   std::ifstream in(path, std::ios::binary);
   ESA_CHECK(in.good(), "{}: cannot open", path);
   char magic[4] = {0, 0, 0, 0};

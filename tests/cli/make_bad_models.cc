@@ -50,8 +50,8 @@ int main(int argc, char** argv) {
     write_file(root + "/" + name, bytes);
     emit(root + "/" + name, needle);
   };
-  gguf_case("empty.gguf", "", "not a");
-  { std::string b = good; b[1] = 'X'; gguf_case("bad_magic.gguf", b, "not a"); }
+  gguf_case("empty.gguf", "", "not a GGUF file");
+  { std::string b = good; b[1] = 'X'; gguf_case("bad_magic.gguf", b, "bad magic"); }
   { std::string b = good; poke<uint32_t>(b, 4, 9); gguf_case("bad_version.gguf", b, "unsupported GGUF version 9"); }
   gguf_case("truncated_header.gguf", good.substr(0, 300), "truncated");
   { std::string b = good; poke<uint64_t>(b, 8, uint64_t(1) << 62); gguf_case("huge_tensor_count.gguf", b, "tensor count"); }
@@ -70,8 +70,6 @@ int main(int argc, char** argv) {
   }
   {
     std::string b = good;
-    const size_t at = b.find("\"llama\"") != std::string::npos ? 0 : b.find("llama");
-    (void)at;
     const size_t arch = b.find("general.architecture") + 20 + 4 + 8;
     std::memcpy(b.data() + arch, "mamba", 5);
     gguf_case("unknown_arch.gguf", b, "unknown architecture 'mamba'");
@@ -85,19 +83,19 @@ int main(int argc, char** argv) {
 
   // safetensors folders (each with a valid config.json).
   const std::string tensor_hdr = R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})";
-  emit(st_dir(root, "st_bad_json", safetensors(R"({"w":{"dtype":"F32",)", std::string(16, '\0'))), "JSON");
+  emit(st_dir(root, "st_bad_json", safetensors(R"({"w":{"dtype":"F32",)", std::string(16, '\0'))), "not valid JSON");
   {
     std::string b = safetensors(tensor_hdr, std::string(16, '\0'));
     poke<uint64_t>(b, 0, uint64_t(1) << 40);
-    emit(st_dir(root, "st_huge_header", b), "header");
+    emit(st_dir(root, "st_huge_header", b), "header length");
   }
   emit(st_dir(root, "st_unknown_dtype",
               safetensors(R"({"w":{"dtype":"F13","shape":[2,2],"data_offsets":[0,16]}})", std::string(16, '\0'))),
        "F13");
   emit(st_dir(root, "st_offset_past_end",
               safetensors(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,1600]}})", std::string(16, '\0'))),
-       "w");
-  emit(st_dir(root, "st_truncated", std::string("\x10\x00\x00", 3)), "model.safetensors");
+       "past the end");
+  emit(st_dir(root, "st_truncated", std::string("\x10\x00\x00", 3)), "too short");
   {
     const std::string dir = root + "/st_missing_shard";
     std::filesystem::create_directories(dir);
@@ -105,9 +103,9 @@ int main(int argc, char** argv) {
     write_file(dir + "/model-00001-of-00002.safetensors", safetensors(tensor_hdr, std::string(16, '\0')));
     write_file(dir + "/model.safetensors.index.json",
                R"({"metadata":{},"weight_map":{"w":"model-00001-of-00002.safetensors","v":"model-00002-of-00002.safetensors"}})");
-    emit(dir, "model-00002-of-00002.safetensors");
+    emit(dir, "not found");
   }
-  emit(root + "/does_not_exist.gguf", "does_not_exist.gguf");
+  emit(root + "/does_not_exist.gguf", "no such file");
   write_file(root + "/notes.txt", "just some text, not a model\n");
   emit(root + "/notes.txt", "not a model");
   return 0;

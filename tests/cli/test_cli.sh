@@ -46,7 +46,9 @@ while IFS=$'\t' read -r path needle; do
   name="corrupt $(basename "$path")"
   "$ESA" info --model "$path" >"$WORK/out" 2>"$WORK/err"; rc=$?
   lines=$(wc -l <"$WORK/err")
-  if [[ $rc -ne 0 && $rc -lt 128 && $lines -eq 1 ]] && grep -qF -- "$path" "$WORK/err" && grep -qF -- "$needle" "$WORK/err"; then
+  # The needle must appear in the message itself, not only in the path it names.
+  if [[ $rc -ne 0 && $rc -lt 128 && $lines -eq 1 ]] && grep -qF -- "$path" "$WORK/err" &&
+     sed "s|$path||g" "$WORK/err" | grep -qF -- "$needle"; then
     ok "$name: $(cat "$WORK/err")"
   else
     fail "$name (exit $rc, $lines stderr lines, wanted '$needle'): $(head -c 400 "$WORK/err")"

@@ -35,7 +35,10 @@ std::string escaped(const std::string& s, size_t max = 120) {
 
 std::string ids_str(const std::vector<int32_t>& ids, size_t max = 40) {
   std::string out = "[";
-  for (size_t i = 0; i < ids.size() && i < max; ++i) out += (i ? "," : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size() && i < max; ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(ids[i]);
+  }
   if (ids.size() > max) out += ",...";
   return out + "]";
 }
