@@ -193,6 +193,26 @@ def test_strings():
         k = rng.randint(2, 6)
         sep = rng.choice(["", " ", "  ", "\n", "\t", " \n"])
         s.append(sep.join(rng.choice(pieces) for _ in range(k)))
+    # Random code points from long-established blocks (letters, marks, digits of several
+    # scripts, punctuation, symbols, every kind of whitespace), to exercise the Unicode classes.
+    blocks = [(0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF),
+              (0x590, 0x5FF), (0x600, 0x6FF), (0x900, 0x97F), (0xE00, 0xE7F), (0x1100, 0x11FF),
+              (0x2000, 0x206F), (0x2070, 0x218F), (0x2190, 0x23FF), (0x2460, 0x24FF),
+              (0x3000, 0x30FF), (0x4E00, 0x4FFF), (0xAC00, 0xAD00), (0xFF00, 0xFFEF),
+              (0x1D400, 0x1D7FF), (0x1F300, 0x1F64F)]
+    spaces = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2007\u200a\u2028\u2029\u202f\u205f\u3000"
+    while len(s) < 420:
+        chars = []
+        for _ in range(rng.randint(5, 40)):
+            if rng.random() < 0.25:
+                chars.append(rng.choice(spaces))
+            else:
+                lo, hi = rng.choice(blocks)
+                c = chr(rng.randint(lo, hi))
+                if unicodedata.category(c) in ("Cn", "Co", "Cs"):
+                    continue
+                chars.append(c)
+        s.append("".join(chars))
     return s
 
 

@@ -52,7 +52,7 @@ TEST_F(CudaTest, DequantizeMatchesCpu) {
     for (int64_t n_blocks : {1, 31, 32, 33, 1023, 1024, 1025, 70001}) {
       const std::vector<uint8_t> raw = random_blocks(info, n_blocks, rng);
       const int64_t n = n_blocks * info.block_size;
-      std::vector<float> cpu(size_t(n)), gpu(size_t(n));
+      std::vector<float> cpu(static_cast<size_t>(n)), gpu(static_cast<size_t>(n));
       ops::dequantize(type, raw.data(), raw.size(), cpu.data(), n);
       DeviceBuffer src(raw.size()), dst(size_t(n) * 4);
       ASSERT_EQ(cudaMemcpy(src.ptr, raw.data(), raw.size(), cudaMemcpyHostToDevice), cudaSuccess);

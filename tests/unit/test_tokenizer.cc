@@ -498,6 +498,147 @@ TEST(TokenizerSentencePiece, ProtoRoundTrip) {
   EXPECT_NE(message.find(dir + "/tokenizer.model"), std::string::npos) << message;
 }
 
+// ---- GGUF metadata, written by hand (no model needed) ---------------------------------------
+
+// A GGUF v3 file with no tensors and the given metadata (values pre-encoded).
+class GgufWriter {
+ public:
+  void string(const std::string& key, const std::string& v) { kv(key, 8); str(v); }
+  void u32(const std::string& key, uint32_t v) { kv(key, 4); pod(v); }
+  void boolean(const std::string& key, bool v) { kv(key, 7); pod(static_cast<uint8_t>(v)); }
+  void strings(const std::string& key, const std::vector<std::string>& v) {
+    kv(key, 9);
+    pod(uint32_t{8});
+    pod(static_cast<uint64_t>(v.size()));
+    for (const auto& s : v) str(s);
+  }
+  void i32s(const std::string& key, const std::vector<int32_t>& v) {
+    kv(key, 9);
+    pod(uint32_t{5});
+    pod(static_cast<uint64_t>(v.size()));
+    for (int32_t x : v) pod(x);
+  }
+  void f32s(const std::string& key, const std::vector<float>& v) {
+    kv(key, 9);
+    pod(uint32_t{6});
+    pod(static_cast<uint64_t>(v.size()));
+    for (float x : v) pod(x);
+  }
+  std::string write(const std::string& path) const {
+    std::string file = "GGUF";
+    auto put = [&](auto v) { file.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+    put(uint32_t{3});
+    put(uint64_t{0});
+    put(n_kv_);
+    file += body_;
+    while (file.size() % 32 != 0) file += '\0';
+    write_file(path, file);
+    return path;
+  }
+
+ private:
+  template <class T>
+  void pod(T v) { body_.append(reinterpret_cast<const char*>(&v), sizeof(v)); }
+  void str(const std::string& s) {
+    pod(static_cast<uint64_t>(s.size()));
+    body_ += s;
+  }
+  void kv(const std::string& key, uint32_t type) {
+    str(key);
+    pod(type);
+    ++n_kv_;
+  }
+  std::string body_;
+  uint64_t n_kv_ = 0;
+};
+
+std::vector<int32_t> types_of(const TokenizerSpec& spec) {
+  std::vector<int32_t> out;
+  for (TokenType t : spec.types) out.push_back(static_cast<int32_t>(t));
+  return out;
+}
+
+TEST(TokenizerGguf, LlamaVocabularyBecomesSentencePiece) {
+  const TokenizerSpec tiny = tiny_sentencepiece_spec();
+  GgufWriter w;
+  w.string("general.architecture", "llama");
+  w.string("tokenizer.ggml.model", "llama");
+  w.strings("tokenizer.ggml.tokens", tiny.tokens);
+  w.f32s("tokenizer.ggml.scores", tiny.scores);
+  w.i32s("tokenizer.ggml.token_type", types_of(tiny));
+  w.u32("tokenizer.ggml.bos_token_id", 1);
+  w.u32("tokenizer.ggml.eos_token_id", 2);
+  w.u32("tokenizer.ggml.unknown_token_id", 0);
+  w.u32("tokenizer.ggml.padding_token_id", 0xFFFFFFFFu);  // "none"
+  w.string("tokenizer.chat_template", "{{ bos_token }}[INST] ...");
+  const std::string path = w.write(test::temp_dir() + "/tiny-llama.gguf");
+  const auto tok = load_tokenizer(path);
+  EXPECT_EQ(tok->spec().model, TokenizerModel::sentencepiece);
+  EXPECT_TRUE(tok->spec().add_bos);            // llama.cpp's default for SentencePiece
+  EXPECT_TRUE(tok->spec().add_space_prefix);   // likewise
+  EXPECT_EQ(tok->spec().pad_id, -1);
+  EXPECT_EQ(detect_chat_template(tok->spec()), ChatTemplate::mistral);
+  EXPECT_EQ(tok->encode("hello world", true), (std::vector<int32_t>{1, 271, 276}));
+  EXPECT_EQ(tok->decode(tok->encode("héllo wörld")), "héllo wörld");
+}
+
+TEST(TokenizerGguf, Errors) {
+  const std::string dir = test::temp_dir();
+  {
+    GgufWriter w;
+    w.string("tokenizer.ggml.model", "gpt2");
+    w.strings("tokenizer.ggml.tokens", {"a", "b", "ab"});
+    w.i32s("tokenizer.ggml.token_type", {1, 1});
+    const std::string path = w.write(dir + "/count.gguf");
+    const std::string message = error_of([&] { load_tokenizer(path); });
+    EXPECT_NE(message.find(path + ": tokenizer.ggml.tokens has 3 entries but tokenizer.ggml.token_type 2"),
+              std::string::npos) << message;
+  }
+  {
+    GgufWriter w;
+    w.string("tokenizer.ggml.model", "gpt2");
+    w.string("tokenizer.ggml.pre", "mystery");
+    w.strings("tokenizer.ggml.tokens", {"a", "b", "ab"});
+    const std::string path = w.write(dir + "/pre.gguf");
+    const std::string message = error_of([&] { load_tokenizer(path); });
+    EXPECT_NE(message.find(path + ": unknown pre-tokenizer 'mystery'"), std::string::npos) << message;
+  }
+  {
+    GgufWriter w;
+    w.string("tokenizer.ggml.model", "gpt2");
+    w.strings("tokenizer.ggml.tokens", {"a", "b", "ab"});
+    w.strings("tokenizer.ggml.merges", {"a b", "a c"});
+    w.u32("tokenizer.ggml.eos_token_id", 3);
+    std::string path = w.write(dir + "/eos.gguf");
+    std::string message = error_of([&] { load_tokenizer(path); });
+    EXPECT_NE(message.find(path + ": eos id 3 out of range [0, 3)"), std::string::npos) << message;
+  }
+  {
+    GgufWriter w;
+    w.string("tokenizer.ggml.model", "gpt2");
+    w.strings("tokenizer.ggml.tokens", {"a", "b", "ab"});
+    w.strings("tokenizer.ggml.merges", {"a b", "a c"});
+    const std::string path = w.write(dir + "/merge.gguf");
+    const std::string message = error_of([&] { load_tokenizer(path); });
+    EXPECT_NE(message.find(path + ": merge 1 'a c' names unknown piece 'c'"), std::string::npos) << message;
+  }
+  {
+    GgufWriter w;
+    w.string("tokenizer.ggml.model", "bert");
+    w.strings("tokenizer.ggml.tokens", {"a"});
+    const std::string path = w.write(dir + "/bert.gguf");
+    const std::string message = error_of([&] { load_tokenizer(path); });
+    EXPECT_NE(message.find(path + ": tokenizer.ggml.model 'bert' is not supported"), std::string::npos) << message;
+  }
+  {
+    GgufWriter w;
+    w.string("general.architecture", "llama");
+    const std::string path = w.write(dir + "/none.gguf");
+    const std::string message = error_of([&] { load_tokenizer(path); });
+    EXPECT_NE(message.find(path + ": no tokenizer"), std::string::npos) << message;
+  }
+}
+
 // ---- chat templates ---------------------------------------------------------------------------
 
 TEST(ChatTemplates, ByName) {
