@@ -28,7 +28,7 @@ void BM_dequantize(benchmark::State& state, esa::io::GgmlType type) {
       }
     }
   }
-  std::vector<float> dst(size_t(n));
+  std::vector<float> dst(static_cast<size_t>(n));
   for (auto _ : state) {
     esa::ops::dequantize(type, src.data(), src.size(), dst.data(), n);
     benchmark::DoNotOptimize(dst.data());

@@ -101,6 +101,7 @@ class BpeTokenizer final : public Tokenizer {
 
   // Word cache: raw word bytes -> ids. Bounded; cleared when full.
   static constexpr size_t kCacheLimit = 1 << 18;
+  static constexpr size_t kCacheMaxWord = 256;  // longer words are rare and costly to keep
   mutable std::mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
 };
@@ -184,6 +185,10 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
     const int32_t id = byte_id_[static_cast<unsigned char>(word[0])];
     if (id >= 0) out.push_back(id);
     else if (spec_.unk_id >= 0) out.push_back(spec_.unk_id);
+    return;
+  }
+  if (word.size() > kCacheMaxWord) {
+    merge_word(word, out);
     return;
   }
   {

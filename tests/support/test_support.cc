@@ -9,7 +9,11 @@
 
 namespace esa::test {
 
-std::string fixture(const std::string& relative) { return std::string(ESA_FIXTURES_DIR) + "/" + relative; }
+std::string fixture(const std::string& relative) {
+  // $ESA_FIXTURES_DIR lets prebuilt test binaries run from another checkout (scripts/gpu_check.sh).
+  const char* env = std::getenv("ESA_FIXTURES_DIR");
+  return std::string(env != nullptr && *env != '\0' ? env : ESA_FIXTURES_DIR) + "/" + relative;
+}
 
 std::string default_model_path() {
   if (const char* env = std::getenv("ESA_MODEL"); env != nullptr && *env != '\0') return env;

@@ -8,7 +8,7 @@
 
 namespace esa::test {
 
-/// Absolute path of a file under tests/fixtures.
+/// Absolute path of a file under tests/fixtures ($ESA_FIXTURES_DIR overrides the folder).
 std::string fixture(const std::string& relative);
 /// The embedded default model (SmolLM2-135M-Instruct GGUF): $ESA_MODEL, else data/models/...
 std::string default_model_path();

@@ -247,6 +247,19 @@ TEST(TokenizerModel, RoundTripBytesAndInvalidUtf8) {
   }
 }
 
+TEST(TokenizerModel, LongRuns) {
+  ESA_REQUIRE_MODEL_OR_SKIP();
+  // `\s+(?!\S)` backtracks over the whole run; a long word goes through the merge heap.
+  for (const char* pre : {"smollm", "llama3"}) {
+    const Tokenizer& tok = tokenizer_for(pre);
+    for (const std::string& s : {std::string(1 << 18, ' ') + "x", std::string(1 << 16, '\n') + " y",
+                                 std::string(200000, 'a'), std::string(100000, '7')}) {
+      const auto ids = tok.encode(s);
+      EXPECT_EQ(tok.decode(ids), s) << pre << ": " << s.size() << " bytes";
+    }
+  }
+}
+
 TEST(TokenizerModel, BadPreNameNamesTheFile) {
   ESA_REQUIRE_MODEL_OR_SKIP();
   TokenizerSpec spec = model_spec();

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the GPU check programs here (portable CPU flags, sm_90 + sm_90a kernels) and packs
+# them with the shared libraries they need into .gpu/bundle/ (git-ignored), for
+# scripts/gpu_check.sh on a GPU machine that lacks the Debian build dependencies.
+# Usage: scripts/gpu_bundle.sh   then carry .gpu/bundle to the GPU machine.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$ROOT/build-gpu"
+OUT="$ROOT/.gpu/bundle"
+TARGETS=(test_cuda test_dequantize test_gguf test_core bench_dequantize esa)
+
+GEN=(); command -v ninja >/dev/null && [[ ! -f "$BUILD/Makefile" ]] && GEN=(-G Ninja)
+cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DESA_NATIVE=OFF -DESA_WITH_CUDA=ON >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]}"
+
+rm -rf "$OUT"; mkdir -p "$OUT/bin" "$OUT/lib"
+for t in "${TARGETS[@]}"; do
+  f="$(find "$BUILD" -type f -name "$t" -perm -u+x | head -1)"
+  cp "$f" "$OUT/bin/"
+  # Every shared library except the C library family and the GPU driver (which the GPU machine
+  # provides and which must match its kernel module).
+  ldd "$f" | awk '/=> \//{print $3}' | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*)\.so|/libcuda\.so' |
+    while read -r lib; do cp -nL "$lib" "$OUT/lib/"; done
+done
+cp -r "$ROOT/tests/fixtures" "$OUT/fixtures"
+du -sh "$OUT"
