@@ -187,6 +187,14 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
     else if (spec_.unk_id >= 0) out.push_back(spec_.unk_id);
     return;
   }
+  if (spec_.ignore_merges) {
+    std::string mapped;
+    for (unsigned char c : word) mapped += byte_mapping().encode_byte(c);
+    if (auto it = piece_to_id_.find(mapped); it != piece_to_id_.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
   if (word.size() > kCacheMaxWord) {
     merge_word(word, out);
     return;

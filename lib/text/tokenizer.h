@@ -39,11 +39,15 @@ struct TokenizerSpec {
   std::vector<int32_t> eot_ids;          // extra end-of-turn / stop ids (e.g. <|im_end|>, <|eot_id|>)
   bool add_bos = false, add_eos = false;
   bool add_space_prefix = false;         // SentencePiece dummy prefix
+  /// A pre-token that is itself a vocabulary entry is emitted whole, without merging
+  /// (tokenizers' BPE `ignore_merges`; Llama-3's tokenizer.json and llama.cpp's llama3 rules).
+  bool ignore_merges = false;
   std::string chat_template;             // Jinja source as shipped, informational
   std::string sentencepiece_proto;       // serialized ModelProto (tokenizer.model) when known
   std::string source;                    // file it was read from, for messages
 };
 
+/// encode and decode are thread-safe (per-thread scratch, a locked word cache).
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;

@@ -178,6 +178,9 @@ void read_tokenizer_json(const json& tj, const std::string& path, TokenizerSpec&
       if (spec.tokens[id] == unk) spec.unk_id = static_cast<int32_t>(id);
     }
   }
+  if (model.contains("ignore_merges") && model["ignore_merges"].is_boolean()) {
+    spec.ignore_merges = model["ignore_merges"].get<bool>();
+  }
   ESA_CHECK(tj.contains("pre_tokenizer"), "{}: no pre_tokenizer", path);
   spec.pre = pre_from_tokenizer_json(tj["pre_tokenizer"], path);
   // NFC (Qwen2) is accepted and not applied: text is expected in NFC already.
@@ -270,6 +273,9 @@ TokenizerSpec tokenizer_spec_from_gguf(const io::GgufFile& gguf) {
   }
   if (spec.model == TokenizerModel::byte_level_bpe) {
     spec.pre = gguf.find_string("tokenizer.ggml.pre").value_or("gpt2");
+    // GGUF has no flag for it: llama.cpp turns ignore_merges on for the Llama-3 rule set, as
+    // Llama-3's tokenizer.json does.
+    spec.ignore_merges = spec.pre == "llama3" || spec.pre == "llama-bpe" || spec.pre == "llama-v3";
   }
   spec.bos_id = gguf_id(gguf, "tokenizer.ggml.bos_token_id");
   spec.eos_id = gguf_id(gguf, "tokenizer.ggml.eos_token_id");

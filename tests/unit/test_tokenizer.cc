@@ -335,6 +335,23 @@ TEST(TokenizerTiny, TokenizerJsonBothMergeForms) {
   }
 }
 
+TEST(TokenizerTiny, IgnoreMergesEmitsVocabularyWordsWhole) {
+  // "abc" is in the vocabulary but no merge reaches it: merging gives [ab, c], ignore_merges
+  // (Llama-3) gives [abc]. Words not in the vocabulary are merged either way.
+  for (bool ignore : {false, true}) {
+    TokenizerSpec spec;
+    spec.tokens = {"a", "b", "c", "ab", "abc"};
+    spec.merges = {"a b"};
+    spec.pre = "gpt2";
+    spec.ignore_merges = ignore;
+    spec.source = "tiny";
+    const auto tok = make_tokenizer(spec);
+    const std::vector<int32_t> expected = ignore ? std::vector<int32_t>{4} : std::vector<int32_t>{3, 2};
+    EXPECT_EQ(tok->encode("abc"), expected) << ignore;
+    EXPECT_EQ(tok->encode("cab"), (std::vector<int32_t>{2, 3})) << ignore;
+  }
+}
+
 TEST(TokenizerTiny, PreTokenizerFromStructure) {
   const json smollm = {{"type", "Sequence"},
                        {"pretokenizers", json::array({{{"type", "Digits"}, {"individual_digits", true}},
