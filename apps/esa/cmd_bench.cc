@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "text/tokenizer.h"
 
 namespace esa::cli {
@@ -68,11 +69,7 @@ void run_bench_tokenize(const BenchTokenizeOptions& opt) {
   std::string input;
   std::string source;
   if (!opt.file.empty()) {
-    std::ifstream in(opt.file, std::ios::binary);
-    ESA_CHECK(in.good(), "{}: cannot open", opt.file);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    input = ss.str();
+    input = read_file(opt.file);
     ESA_CHECK(!input.empty(), "{}: empty file", opt.file);
     source = opt.file;
   } else {

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -64,11 +65,7 @@ void run_tokenize(const TokenizeOptions& opt) {
 
   std::string input = opt.text;
   if (!opt.file.empty()) {
-    std::ifstream in(opt.file, std::ios::binary);
-    ESA_CHECK(in.good(), "{}: cannot open", opt.file);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    input = ss.str();
+    input = read_file(opt.file);
   }
   if (opt.chat) {
     const text::ChatTemplate t = text::detect_chat_template(tok->spec());

@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/half.h"
 
 namespace esa::io {
@@ -317,19 +318,7 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 /// The index JSON; a size cap keeps a wrong path from being read whole.
 Json read_index(const std::string& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  ESA_CHECK(!ec, "{}: cannot read ({})", path, ec.message());
-  ESA_CHECK(size <= SafetensorsFile::kMaxHeaderBytes, "{}: {} bytes, too large for an index", path, size);
-  std::ifstream in(path, std::ios::binary);
-  ESA_CHECK(in.good(), "{}: cannot open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  try {
-    return Json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    ESA_FAIL("{}: not valid JSON: {}", path, e.what());
-  }
+  return read_json_file(path, SafetensorsFile::kMaxHeaderBytes);
 }
 
 /// A shard name must stay inside the checkpoint's folder.

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "io/gguf.h"
 
 namespace esa {
@@ -296,16 +297,7 @@ const char* architecture_name(Architecture arch) {
 void ModelConfig::validate(const std::string& source) const { validate_config(*this, source, FieldNames{}); }
 
 ModelConfig config_from_hf_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ESA_CHECK(in.good(), "{}: cannot open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  Json root;
-  try {
-    root = Json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    ESA_FAIL("{}: not valid JSON: {}", path, e.what());
-  }
+  const Json root = read_json_file(path);
   ESA_CHECK(root.is_object(), "{}: config is a JSON {}, expected an object", path, root.type_name());
   const JsonReader j(root, path);
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "io/gguf.h"
 #include "text/pretokenizer.h"
 #include "text/sentencepiece_tokenizer.h"
@@ -44,18 +45,8 @@ int32_t gguf_id(const io::GgufFile& gguf, const char* key) {
   return static_cast<int32_t>(*v);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ESA_CHECK(in.good(), "{}: cannot open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 json read_json(const std::string& path) {
-  const std::string text = read_text(path);
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  ESA_CHECK(!j.is_discarded(), "{}: not valid JSON", path);
+  json j = read_json_file(path);
   ESA_CHECK(j.is_object(), "{}: expected a JSON object at the top level", path);
   return j;
 }
@@ -312,7 +303,7 @@ TokenizerSpec tokenizer_spec_from_hf_dir(const std::string& dir) {
     read_tokenizer_json(tj, json_path, spec);
   } else if (have_model) {
     spec.source = model_path;
-    read_sentencepiece_proto(read_text(model_path), model_path, spec);
+    read_sentencepiece_proto(read_file(model_path), model_path, spec);
     spec.add_bos = true;  // the Llama/Mistral default when tokenizer_config.json does not say
   } else {
     const std::string type = tj.contains("model") ? json_type(tj["model"]) : "";
@@ -321,7 +312,7 @@ TokenizerSpec tokenizer_spec_from_hf_dir(const std::string& dir) {
   }
   if (fs::exists(config_path)) read_tokenizer_config(config_path, spec);
   const std::string jinja_path = (fs::path(dir) / "chat_template.jinja").string();
-  if (spec.chat_template.empty() && fs::exists(jinja_path)) spec.chat_template = read_text(jinja_path);
+  if (spec.chat_template.empty() && fs::exists(jinja_path)) spec.chat_template = read_file(jinja_path);
   add_known_eot_ids(spec);
   return spec;
 }

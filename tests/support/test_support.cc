@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace esa::test {
 
@@ -38,13 +39,7 @@ uint64_t test_seed(uint64_t fallback) {
   return seed;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ESA_CHECK(in.good(), "{}: cannot open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_file(const std::string& path) { return esa::read_file(path); }
 
 std::string temp_dir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "esa_test_XXXXXX").string();
