@@ -2,6 +2,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "commands.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -28,12 +30,31 @@ std::string human_bytes(double b) {
   return fmt::format("{:.1f} {}", b, units[u]);
 }
 
+bool has_hf_tokenizer(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
+  return fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model");
+}
+
 void run_info(const InfoOptions& opt) {
   ESA_CHECK(opt.format == "text" || opt.format == "json", "--format: expected text or json, got '{}'", opt.format);
   const ModelSummary s = summarize_model(opt.model, opt.hash);
   const ModelConfig& c = s.config;
-  const auto tok = text::load_tokenizer(opt.model);
-  const text::TokenizerSpec& ts = tok->spec();
+  // A Hugging Face folder may hold weights without a tokenizer; a tokenizer that is present
+  // but broken is still an error.
+  std::unique_ptr<text::Tokenizer> tok;
+  if (s.format == ModelFormat::gguf || has_hf_tokenizer(opt.model)) tok = text::load_tokenizer(opt.model);
+  std::string tokenizer_row = "none (no tokenizer.json or tokenizer.model)";
+  nlohmann::json tokenizer_json = nullptr;
+  if (tok) {
+    const text::TokenizerSpec& ts = tok->spec();
+    const char* chat = text::chat_template_name(text::detect_chat_template(ts));
+    tokenizer_row = fmt::format("{}, pre-tokenizer {}, {} tokens, bos {}, eos {}, chat template {}",
+                                text::tokenizer_model_name(ts.model), ts.pre, tok->vocab_size(), ts.bos_id,
+                                ts.eos_id, chat);
+    tokenizer_json = {{"model", text::tokenizer_model_name(ts.model)}, {"pre", ts.pre},
+                      {"vocab", tok->vocab_size()}, {"bos", ts.bos_id}, {"eos", ts.eos_id}, {"chat_template", chat}};
+  }
 
   std::string mix;
   for (const auto& [name, share] : s.dtypes) {
@@ -71,9 +92,7 @@ void run_info(const InfoOptions& opt) {
     for (const auto& [name, share] : s.dtypes) {
       j["dtypes"][name] = {{"tensors", share.tensors}, {"elements", share.elements}, {"bytes", share.bytes}};
     }
-    j["tokenizer"] = {{"model", text::tokenizer_model_name(ts.model)}, {"pre", ts.pre},
-                      {"vocab", tok->vocab_size()}, {"bos", ts.bos_id}, {"eos", ts.eos_id},
-                      {"chat_template", text::chat_template_name(text::detect_chat_template(ts))}};
+    j["tokenizer"] = tokenizer_json;
     j["sha256"] = s.sha256;
     fmt::print("{}\n", j.dump(2));
     return;
@@ -100,9 +119,7 @@ void run_info(const InfoOptions& opt) {
   row("parameters", fmt::format("{} ({:.1f} M) in {} tensors", s.n_params, double(s.n_params) / 1e6, s.n_tensors));
   row("size", human_bytes(double(s.bytes)));
   row("quant mix", mix);
-  row("tokenizer", fmt::format("{}, pre-tokenizer {}, {} tokens, bos {}, eos {}, chat template {}",
-                               text::tokenizer_model_name(ts.model), ts.pre, tok->vocab_size(), ts.bos_id,
-                               ts.eos_id, text::chat_template_name(text::detect_chat_template(ts))));
+  row("tokenizer", tokenizer_row);
   row("sha256", opt.hash ? s.sha256 : "(skipped, --no-hash)");
 }
 

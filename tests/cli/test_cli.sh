@@ -39,6 +39,14 @@ check "tokenize --ids prints integers" grep -Eq '^[0-9]+( [0-9]+)*$' <<<"$ids"
 back="$("$ESA" tokenize --model "$TINY" --decode "$ids")"
 check "tokenize round trip on tiny model" test "$back" = "the cat"
 
+# --- safetensors checkpoints (fixtures made by scripts/reference/make_safetensors_fixture.py) --
+out="$("$ESA" info --model "$FIXTURES/safetensors/llama_sharded")"; rc=$?
+check "info on a sharded safetensors llama succeeds" test $rc -eq 0
+check "info on sharded llama: 2 layers, llama3 rope scaling, rotate_half" \
+  bash -c 'grep -Eq "^layers +2$" <<<"$1" && grep -Eq "^rope .*rotate_half, scaling llama3" <<<"$1" && grep -Eq "^format +safetensors" <<<"$1"' _ "$out"
+out="$("$ESA" info --model "$FIXTURES/safetensors/qwen2_single" --format json)"; rc=$?
+check "info on a qwen2 safetensors file reports the qkv bias" python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["architecture"]=="qwen2" and d["qkv_bias"] and d["tokenizer"] is None' <<<"$out"
+
 # --- corrupt inputs: one line on stderr naming the input, exit != 0 ------------------------
 n_cases=0
 while IFS=$'\t' read -r path needle; do
