@@ -12,7 +12,10 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "model/llama.h"
 #include "text/tokenizer.h"
+
+#include <sys/resource.h>
 
 namespace esa::cli {
 namespace {
@@ -99,6 +102,88 @@ void run_bench_tokenize(const BenchTokenizeOptions& opt) {
              mb / seconds.front(), mb / seconds.back(), double(n_tokens) / median);
 }
 
+struct BenchModelOptions {
+  std::string model;
+  std::string prefill = "512,2048,8192";
+  int64_t decode = 128;
+  int64_t chunk = 512;
+  int threads = 0;
+  uint64_t seed = 1234;
+};
+
+std::vector<int64_t> parse_lengths(const std::string& list, const char* flag) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t end = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, end - start);
+    char* stop = nullptr;
+    long long v = std::strtoll(item.c_str(), &stop, 10);
+    if (stop != nullptr && (*stop == 'k' || *stop == 'K')) {
+      v *= 1024;
+      ++stop;
+    }
+    ESA_CHECK(!item.empty() && stop != nullptr && *stop == '\0' && v > 0, "{}: '{}' is not a positive length", flag, item);
+    out.push_back(v);
+    start = end + 1;
+  }
+  return out;
+}
+
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+// Prefill and decode speed of the CPU engine with full attention on random token ids (speed
+// does not depend on the text). FLOPs counted: 2 per multiply-add of every projection and of
+// attention (QK^T and PV over the causal triangle); the LM head only for the last token.
+void run_bench_model(const BenchModelOptions& opt) {
+  ESA_CHECK(opt.decode >= 0, "--decode must be >= 0, got {}", opt.decode);
+  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  const std::vector<int64_t> lengths = parse_lengths(opt.prefill, "--prefill");
+  const LlamaModel model = LlamaModel::load(opt.model);
+  const ModelConfig& c = model.config();
+  for (int64_t p : lengths) {
+    ESA_CHECK(p + opt.decode <= c.context, "--prefill {} + --decode {} exceeds the model's context {}", p, opt.decode,
+              c.context);
+  }
+  const double proj_params = double(c.n_layers) * double(c.hidden) *
+                             double(2 * c.n_heads * c.head_dim + 2 * c.n_kv_heads * c.head_dim + 3 * c.ffn);
+  std::mt19937_64 rng(opt.seed);
+  fmt::print("bench model: {} ({} layers, hidden {}), {} threads, chunk {}, full attention, float32\n", opt.model,
+             c.n_layers, c.hidden, omp_get_max_threads(), opt.chunk);
+  fmt::print("{:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>12}\n", "prefill", "seconds", "tokens/s", "GFLOP/s",
+             "decode t/s", "KV MiB", "peak RSS MiB");
+  for (int64_t p : lengths) {
+    std::vector<int32_t> ids(static_cast<size_t>(p));
+    for (auto& id : ids) id = int32_t(rng() % uint64_t(c.vocab));
+    KvCache cache = model.make_cache();
+    cache.reserve(p + opt.decode);
+    ForwardOptions fwd;
+    fwd.chunk = opt.chunk;
+    const auto t0 = std::chrono::steady_clock::now();
+    Tensor logits = model.forward(ids, cache, fwd);
+    const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double flops = 2.0 * proj_params * double(p) +
+                         2.0 * 2.0 * double(c.n_layers * c.n_heads * c.head_dim) * double(p) * double(p + 1) / 2.0 +
+                         2.0 * double(c.vocab * c.hidden);
+    const auto t1 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < opt.decode; ++i) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < logits.numel(); ++j) if (logits.data()[j] > logits.data()[best]) best = j;
+      const int32_t next = int32_t(best);
+      logits = model.forward(std::span<const int32_t>(&next, 1), cache, fwd);
+    }
+    const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    fmt::print("{:>8} {:>10.2f} {:>12.1f} {:>10.1f} {:>12.1f} {:>10.1f} {:>12.0f}\n", p, prefill_s,
+               double(p) / prefill_s, flops / prefill_s / 1e9, opt.decode > 0 ? double(opt.decode) / decode_s : 0.0,
+               double(cache.bytes_allocated()) / (1 << 20), peak_rss_mib());
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app) {
@@ -114,6 +199,18 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--repeat", opt->repeat, "Timed repetitions (after one warm-up)")->capture_default_str();
   cmd->add_option("--seed", opt->seed, "Seed of the synthetic text")->capture_default_str();
   cmd->callback([opt] { run_bench_tokenize(*opt); });
+
+  auto mopt = std::make_shared<BenchModelOptions>();
+  mopt->model = default_model_path();
+  CLI::App* model = bench->add_subcommand("model", "Prefill and decode speed of the CPU engine, and peak memory");
+  model->add_option("--model,-m", mopt->model, "Model: a .gguf file or a Hugging Face folder")->capture_default_str();
+  model->add_option("--prefill", mopt->prefill, "Prompt lengths to prefill (comma-separated; 4k = 4096)")
+      ->capture_default_str();
+  model->add_option("--decode", mopt->decode, "Tokens to decode after each prefill")->capture_default_str();
+  model->add_option("--chunk", mopt->chunk, "Prefill chunk size")->capture_default_str();
+  model->add_option("--threads", mopt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
+  model->add_option("--seed", mopt->seed, "Seed of the random prompt ids")->capture_default_str();
+  model->callback([mopt] { run_bench_model(*mopt); });
 }
 
 }  // namespace esa::cli

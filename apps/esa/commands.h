@@ -11,6 +11,7 @@ namespace esa::cli {
 void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_generate(CLI::App& app);
 
 /// The embedded default model: $ESA_MODEL, else data/models/SmolLM2-135M-Instruct.Q4_1.gguf
 /// of the source tree esa was built from.

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   esa::cli::register_info(app);
   esa::cli::register_tokenize(app);
+  esa::cli::register_generate(app);
   esa::cli::register_bench(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,89 @@
+// esa generate: greedy text generation with the CPU engine; text on stdout as it is produced,
+// prefill and decode speed on stderr.
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "model/generate.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
+namespace esa::cli {
+namespace {
+
+struct GenerateCliOptions {
+  std::string model;
+  std::string prompt;
+  int64_t max_new = 64;
+  bool chat = false;
+  int64_t chunk = 512;
+  int threads = 0;
+};
+
+void run_generate(const GenerateCliOptions& opt) {
+  ESA_CHECK(!opt.prompt.empty(), "esa generate: --prompt is empty");
+  ESA_CHECK(opt.threads >= 0, "--threads must be >= 0, got {}", opt.threads);
+  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto tok = text::load_tokenizer(opt.model);
+  const LlamaModel model = LlamaModel::load(opt.model);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  std::string input = opt.prompt;
+  if (opt.chat) {
+    const text::ChatTemplate t = text::detect_chat_template(tok->spec());
+    ESA_CHECK(t != text::ChatTemplate::none, "{}: --chat: the model ships no chat template esa knows", opt.model);
+    const text::ChatMessage message{"user", opt.prompt};
+    input = text::apply_chat_template(t, {&message, 1}, text::chat_options_for(tok->spec()));
+  }
+  const std::vector<int32_t> prompt = tok->encode(input, /*add_special=*/true, /*parse_special=*/opt.chat);
+  ESA_CHECK(int64_t(prompt.size()) + opt.max_new <= model.config().context,
+            "prompt ({} tokens) + --max-new {} exceeds the model's trained context of {} tokens (selective "
+            "policies arrive with esa's attention policies)",
+            prompt.size(), opt.max_new, model.config().context);
+  fmt::print(stderr, "model loaded in {:.2f} s ({:.0f} MiB of float32 weights), prompt {} tokens\n", load_s,
+             double(model.weights().bytes()) / (1 << 20), prompt.size());
+
+  GenerateOptions g;
+  g.max_new = opt.max_new;
+  g.chunk = opt.chunk;
+  g.stop_ids = tok->stop_ids();
+  std::vector<int32_t> out;
+  size_t printed = 0;
+  const GenerateResult r = generate_greedy(model, prompt, g, [&](int32_t id) {
+    out.push_back(id);
+    const std::string text = tok->decode(out, /*skip_special=*/true);
+    if (text.size() > printed) {
+      std::fwrite(text.data() + printed, 1, text.size() - printed, stdout);
+      std::fflush(stdout);
+      printed = text.size();
+    }
+  });
+  std::fputc('\n', stdout);
+  const double decode_tps = r.tokens.size() > 1 ? double(r.tokens.size() - 1) / r.decode_seconds : 0.0;
+  fmt::print(stderr, "prefill {} tokens in {:.2f} s ({:.1f} tokens/s); decode {} tokens ({:.1f} tokens/s); "
+             "stopped: {}; KV cache {:.1f} MiB; {} threads\n",
+             r.prompt_tokens, r.prefill_seconds, double(r.prompt_tokens) / r.prefill_seconds, r.tokens.size(),
+             decode_tps, r.stop_reason, double(r.kv_cache_bytes) / (1 << 20), omp_get_max_threads());
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto opt = std::make_shared<GenerateCliOptions>();
+  opt->model = default_model_path();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text greedily with the CPU engine (full attention)");
+  cmd->add_option("--model,-m", opt->model, "Model: a .gguf file or a Hugging Face folder")->capture_default_str();
+  cmd->add_option("--prompt,-p", opt->prompt, "Prompt text")->required();
+  cmd->add_option("--max-new,-n", opt->max_new, "Tokens to generate at most")->capture_default_str();
+  cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
+  cmd->add_option("--chunk", opt->chunk, "Prefill chunk size in tokens")->capture_default_str();
+  cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
+  cmd->callback([opt] { run_generate(*opt); });
+}
+
+}  // namespace esa::cli

@@ -1,0 +1,40 @@
+// KvCache: per layer, the keys *before* RoPE and the values of every token seen so far, as
+// [tokens, kv_heads, head_dim] row-major. Positions are applied when attending, so that the
+// selective policies can place a cached key at any position (PAPER.md section 4).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace esa {
+
+class KvCache {
+ public:
+  KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim);
+
+  /// Appends T tokens' keys and values ([T, kv_heads*head_dim] each) to one layer.
+  void append(int64_t layer, const float* keys, const float* values, int64_t tokens);
+  /// Tokens cached in a layer (all layers agree between forward calls).
+  int64_t length(int64_t layer) const { return lengths_.at(size_t(layer)); }
+  /// Tokens cached in layer 0: the position of the next token.
+  int64_t size() const { return lengths_.empty() ? 0 : lengths_[0]; }
+  TensorView keys(int64_t layer) const;    // [length, kv_heads, head_dim]
+  TensorView values(int64_t layer) const;  // [length, kv_heads, head_dim]
+  /// Keeps the first n tokens of every layer.
+  void truncate(int64_t n);
+  /// Reserves room for `tokens` per layer (avoids regrowth during a long prefill).
+  void reserve(int64_t tokens);
+  /// Bytes held (allocated capacity) and bytes in use.
+  size_t bytes_allocated() const;
+  size_t bytes_used() const;
+  int64_t n_layers() const { return int64_t(lengths_.size()); }
+
+ private:
+  int64_t kv_heads_, head_dim_, width_;
+  std::vector<std::vector<float>> keys_, values_;
+  std::vector<int64_t> lengths_;
+};
+
+}  // namespace esa

@@ -1,0 +1,155 @@
+#include "model/llama.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "model/model_files.h"
+#include "ops/attention.h"
+#include "ops/linear.h"
+#include "ops/rms_norm.h"
+#include "ops/swiglu.h"
+
+namespace esa {
+namespace {
+
+TensorView as_view(const Tensor& t, std::vector<int64_t> shape) {
+  return {t.data(), std::move(shape), DType::f32, Device::cpu};
+}
+
+TensorView none() { return {}; }
+
+void add_in_place(Tensor& x, const Tensor& y) {
+  float* a = x.data();
+  const float* b = y.data();
+  const int64_t n = x.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+}
+
+ModelConfig load_config(const std::string& path) {
+  if (detect_model_format(path) == ModelFormat::gguf) return config_from_gguf(io::GgufFile(path));
+  return summarize_model(path, false).config;
+}
+
+}  // namespace
+
+LlamaModel LlamaModel::load(const std::string& path) {
+  ModelConfig config = load_config(path);
+  ModelWeights weights = load_weights(path, config);
+  return LlamaModel(std::move(config), std::move(weights));
+}
+
+LlamaModel::LlamaModel(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)), weights_(std::move(weights)),
+      rope_(ops::make_rope_table(config_.rope, weights_.rope_freqs)) {
+  ESA_CHECK(int64_t(weights_.layers.size()) == config_.n_layers, "model: {} layers of weights for {} in the config",
+            weights_.layers.size(), config_.n_layers);
+}
+
+KvCache LlamaModel::make_cache() const { return KvCache(config_.n_layers, config_.n_kv_heads, config_.head_dim); }
+
+Tensor LlamaModel::forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options) const {
+  ESA_CHECK(!ids.empty(), "forward: no tokens");
+  ESA_CHECK(options.chunk >= 1, "forward: chunk must be at least 1, got {}", options.chunk);
+  ESA_CHECK(cache.n_layers() == config_.n_layers, "forward: the cache has {} layers, the model {}", cache.n_layers(),
+            config_.n_layers);
+  for (int32_t id : ids) {
+    ESA_CHECK(id >= 0 && id < config_.vocab, "forward: token id {} is outside the vocabulary [0, {})", id, config_.vocab);
+  }
+  Tensor logits;
+  Tensor all;
+  const int64_t n = int64_t(ids.size());
+  for (int64_t start = 0; start < n; start += options.chunk) {
+    const int64_t len = std::min(options.chunk, n - start);
+    const bool last = start + len == n;
+    const int64_t logit_rows = options.all_logits ? len : (last ? 1 : 0);
+    Tensor chunk_logits;
+    forward_chunk(ids.subspan(size_t(start), size_t(len)), cache, options, logit_rows, chunk_logits);
+    if (options.all_logits) {
+      if (all.empty()) all = Tensor({n, config_.vocab});
+      std::memcpy(all.data() + start * config_.vocab, chunk_logits.data(), chunk_logits.bytes());
+    } else if (last) {
+      logits = std::move(chunk_logits);
+    }
+  }
+  return options.all_logits ? all : logits;
+}
+
+void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
+                               int64_t logit_rows, Tensor& logits) const {
+  const ModelConfig& c = config_;
+  const int64_t T = int64_t(ids.size());
+  const int64_t H = c.hidden, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  const int64_t start = cache.size();
+  const ForwardHook& hook = options.hook;
+
+  Tensor x({T, H});  // residual stream [T, hidden]
+  for (int64_t t = 0; t < T; ++t) {
+    std::memcpy(x.data() + t * H, weights_.token_embd.data() + int64_t(ids[size_t(t)]) * H, size_t(H) * sizeof(float));
+  }
+  if (hook) hook("embed", -1, x.view());
+
+  std::vector<int64_t> q_pos(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) q_pos[size_t(t)] = start + t;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+
+  Tensor h, q, k, v, attn, o, gate, up, mlp;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = weights_.layers[size_t(l)];
+    ops::rms_norm(x.view(), L.attn_norm.view(), float(c.rms_eps), h);
+    if (hook) hook("attn_norm", l, h.view());
+    ops::linear(h.view(), L.wq.view(), L.bq.empty() ? none() : L.bq.view(), q);  // [T, nh*hd]
+    ops::linear(h.view(), L.wk.view(), L.bk.empty() ? none() : L.bk.view(), k);  // [T, nkv*hd]
+    ops::linear(h.view(), L.wv.view(), L.bv.empty() ? none() : L.bv.view(), v);  // [T, nkv*hd]
+    q.reshape({T, nh, hd});
+    k.reshape({T, nkv, hd});
+    v.reshape({T, nkv, hd});
+    if (hook) {
+      hook("q", l, q.view());
+      hook("k", l, k.view());
+      hook("v", l, v.view());
+    }
+    cache.append(l, k.data(), v.data(), T);
+    ESA_CHECK(cache.length(l) == start + T, "forward: layer {} cache holds {} tokens, expected {}", l, cache.length(l),
+              start + T);
+
+    ops::rope(q, q_pos, rope_);
+    // Every cached key is rotated to its true position (the `full` policy's positions).
+    const TensorView cached_k = cache.keys(l);
+    const int64_t S = cached_k.shape[0];
+    Tensor k_rot({S, nkv, hd}, std::vector<float>(cached_k.data, cached_k.data + S * nkv * hd));
+    std::vector<int64_t> k_pos(static_cast<size_t>(S));
+    for (int64_t s = 0; s < S; ++s) k_pos[size_t(s)] = s;
+    ops::rope(k_rot, k_pos, rope_);
+    if (hook) {
+      hook("q_rope", l, q.view());
+      hook("k_rope", l, {k_rot.data() + start * nkv * hd, {T, nkv, hd}, DType::f32, Device::cpu});
+    }
+    ops::attention(q.view(), k_rot.view(), cache.values(l), q_pos, k_pos, {scale, true}, attn, nullptr);
+    if (hook) hook("attn", l, attn.view());
+    ops::linear(as_view(attn, {T, nh * hd}), L.wo.view(), none(), o);
+    if (hook) hook("attn_out", l, o.view());
+    add_in_place(x, o);
+
+    ops::rms_norm(x.view(), L.ffn_norm.view(), float(c.rms_eps), h);
+    ops::linear(h.view(), L.w_gate.view(), none(), gate);
+    ops::linear(h.view(), L.w_up.view(), none(), up);
+    ops::swiglu(gate, up.view());
+    ops::linear(gate.view(), L.w_down.view(), none(), mlp);
+    if (hook) hook("mlp_out", l, mlp.view());
+    add_in_place(x, mlp);
+    if (hook) hook("hidden", l, x.view());
+  }
+
+  // Final norm and LM head, only for the rows whose logits are wanted.
+  const int64_t rows = logit_rows;
+  if (rows == 0) return;
+  const TensorView tail{x.data() + (T - rows) * H, {rows, H}, DType::f32, Device::cpu};
+  ops::rms_norm(tail, weights_.output_norm.view(), float(c.rms_eps), h);
+  if (hook) hook("final_norm", -1, h.view());
+  ops::linear(h.view(), weights_.output().view(), none(), logits);
+}
+
+}  // namespace esa

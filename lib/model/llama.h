@@ -1,0 +1,64 @@
+// LlamaModel: the forward pass of Llama-family models (Llama-2/3, Mistral, Qwen2, SmolLM) on
+// the CPU in float32: embedding, per layer RMSNorm -> Q/K/V (+bias) -> RoPE -> grouped-query
+// causal attention over the KV cache -> output projection -> residual -> RMSNorm -> SwiGLU MLP
+// -> residual, then the final norm and the (tied or untied) LM head. Prefill runs in chunks.
+// Reference: Hugging Face transformers (tests/unit/test_llama.cc, fixtures from
+// scripts/reference/hf_logits.py).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "ops/rope.h"
+
+namespace esa {
+
+/// Observes a named intermediate of the forward pass; `layer` is -1 outside the layers.
+/// Names, with shapes for a chunk of T tokens:
+///   "embed" [T, hidden]; per layer: "attn_norm" [T, hidden], "q" [T, heads, hd] and "k", "v"
+///   [T, kv_heads, hd] before RoPE, "q_rope" [T, heads, hd], "k_rope" [T, kv_heads, hd] (the
+///   chunk's keys at their true positions), "attn" [T, heads, hd] (before the output
+///   projection), "attn_out" [T, hidden], "mlp_out" [T, hidden], "hidden" [T, hidden] (the
+///   residual stream after the layer); "final_norm" [rows, hidden] for the rows that get logits.
+/// The views are valid only during the call.
+using ForwardHook = std::function<void(std::string_view name, int64_t layer, const TensorView& view)>;
+
+struct ForwardOptions {
+  int64_t chunk = 512;        // prefill chunk (tokens per pass through the layers)
+  bool all_logits = false;    // logits for every token instead of the last only
+  ForwardHook hook;           // optional observer of intermediates
+};
+
+class LlamaModel {
+ public:
+  /// Reads the config and weights of a .gguf file or a Hugging Face folder (validated).
+  static LlamaModel load(const std::string& path);
+  LlamaModel(ModelConfig config, ModelWeights weights);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  KvCache make_cache() const;
+
+  /// Runs `ids` at positions cache.size() ... through the model, appending their keys and
+  /// values to `cache`. Returns the logits of the last token ([1, vocab]) or of every token
+  /// ([T, vocab]) with options.all_logits.
+  Tensor forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options = {}) const;
+
+ private:
+  /// One pass of a chunk through every layer; logits for its last `logit_rows` tokens.
+  void forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options, int64_t logit_rows,
+                     Tensor& logits) const;
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  ops::RopeTable rope_;
+};
+
+}  // namespace esa
