@@ -221,18 +221,21 @@ Architecture hf_architecture(const JsonReader& j, const Json& root, const std::s
 }
 
 void hf_rope_scaling(const Json& root, const std::string& path, ModelConfig& c) {
-  const auto it = root.find("rope_scaling");
+  // transformers >= 5 writes "rope_parameters" (with rope_theta inside); older configs have a
+  // top-level "rope_theta" and an optional "rope_scaling".
+  const bool v5 = root.contains("rope_parameters") && !root["rope_parameters"].is_null();
+  const std::string key = v5 ? "rope_parameters" : "rope_scaling";
+  const auto it = root.find(key);
   if (it == root.end() || it->is_null()) return;
-  ESA_CHECK(it->is_object(), "{}: key 'rope_scaling' is a JSON {}, expected an object or null", path,
-            it->type_name());
-  const JsonReader r(*it, path, "rope_scaling.");
+  ESA_CHECK(it->is_object(), "{}: key '{}' is a JSON {}, expected an object or null", path, key, it->type_name());
+  const JsonReader r(*it, path, key + ".");
+  if (v5) c.rope.base = r.find_double("rope_theta").value_or(c.rope.base);
   // transformers renamed "type" to "rope_type"; both appear in published configs.
   const char* type_key = r.find("rope_type") != nullptr ? "rope_type" : "type";
-  const auto type = r.find_string(type_key);
-  ESA_CHECK(type.has_value(), "{}: missing key 'rope_scaling.rope_type' (or 'rope_scaling.type')", path);
+  const auto type = v5 ? std::optional<std::string>(r.find_string(type_key).value_or("default")) : r.find_string(type_key);
+  ESA_CHECK(type.has_value(), "{}: missing key '{}.rope_type' (or '{}.type')", path, key, key);
   ESA_CHECK(*type == "default" || *type == "linear" || *type == "llama3" || *type == "yarn",
-            "{}: rope_scaling.{} is '{}'; esa supports default, linear, llama3, yarn", path, type_key,
-            *type);
+            "{}: {}.{} is '{}'; esa supports default, linear, llama3, yarn", path, key, type_key, *type);
   RopeConfig& rope = c.rope;
   rope.scaling = parse_rope_scaling(*type);
   if (rope.scaling == RopeScaling::none) return;
@@ -245,6 +248,7 @@ void hf_rope_scaling(const Json& root, const std::string& path, ModelConfig& c) 
     rope.original_context = r.find_int("original_max_position_embeddings").value_or(c.context);
     rope.yarn_beta_fast = r.find_double("beta_fast").value_or(32.0);
     rope.yarn_beta_slow = r.find_double("beta_slow").value_or(1.0);
+    rope.yarn_truncate = r.find_bool("truncate").value_or(true);
     if (const auto attention_factor = r.find_double("attention_factor")) {
       rope.yarn_attn_factor = *attention_factor;
     } else {

@@ -34,6 +34,7 @@ struct RopeConfig {
   double high_freq_factor = 4.0;        // llama3
   double yarn_beta_fast = 32.0;         // yarn
   double yarn_beta_slow = 1.0;          // yarn
+  bool yarn_truncate = true;            // yarn: round the correction range to whole dims (transformers' default)
   /// yarn: the final multiplier of cos/sin (mscale). HF: rope_scaling.attention_factor when
   /// given, else 0.1 * ln(factor) + 1; GGUF: rope.scaling.attn_factor (default 1) times that.
   double yarn_attn_factor = 1.0;

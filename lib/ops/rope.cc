@@ -60,8 +60,13 @@ RopeTable make_rope_table(const RopeConfig& rope, const std::vector<float>& freq
         return dim * std::log(double(rope.original_context) / (rotations * 2.0 * std::numbers::pi)) /
                (2.0 * std::log(rope.base));
       };
-      double low = std::max(std::floor(correction_dim(rope.yarn_beta_fast)), 0.0);
-      double high = std::min(std::ceil(correction_dim(rope.yarn_beta_slow)), dim - 1);
+      double low = correction_dim(rope.yarn_beta_fast), high = correction_dim(rope.yarn_beta_slow);
+      if (rope.yarn_truncate) {
+        low = std::floor(low);
+        high = std::ceil(high);
+      }
+      low = std::max(low, 0.0);
+      high = std::min(high, dim - 1);
       if (low == high) high += 0.001;
       for (int64_t i = 0; i < half; ++i) {
         const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);

@@ -648,12 +648,14 @@ RopeConfig rope_config_of(const Json& c) {
   rc.high_freq_factor = param(p, "high_freq_factor", 4.0);
   rc.yarn_beta_fast = param(p, "beta_fast", 32.0);
   rc.yarn_beta_slow = param(p, "beta_slow", 1.0);
+  rc.yarn_truncate = !p.contains("truncate") || p["truncate"].get<bool>();
   rc.yarn_attn_factor = c["attention_factor"].get<double>();
   return rc;
 }
 
-/// A config.json in the published-checkpoint layout (rope_theta + rope_scaling) for the case.
-std::string write_hf_config(const Json& c, const std::string& dir) {
+/// A config.json for the case: the published-checkpoint layout (top-level rope_theta +
+/// rope_scaling) or the one transformers >= 5 writes (rope_parameters with rope_theta inside).
+std::string write_hf_config(const Json& c, const std::string& dir, bool v5_layout = false) {
   const Json& p = c["rope_parameters"];
   const int64_t hd = c["head_dim"].get<int64_t>();
   Json j = {{"model_type", "llama"},       {"architectures", Json::array({"LlamaForCausalLM"})},
@@ -661,9 +663,10 @@ std::string write_hf_config(const Json& c, const std::string& dir) {
             {"num_key_value_heads", 1},    {"head_dim", hd},
             {"num_hidden_layers", 1},      {"intermediate_size", 64},
             {"vocab_size", 32},            {"max_position_embeddings", c["max_position_embeddings"]},
-            {"rms_norm_eps", 1e-5},        {"hidden_act", "silu"},
-            {"rope_theta", p["rope_theta"]}};
-  if (p["rope_type"] == "default") {
+            {"rms_norm_eps", 1e-5},        {"hidden_act", "silu"}};
+  if (v5_layout) {
+    j["rope_parameters"] = p;
+  } else if (j["rope_theta"] = p["rope_theta"]; p["rope_type"] == "default") {
     j["rope_scaling"] = nullptr;
   } else {
     Json s = p;
@@ -717,31 +720,75 @@ TEST_P(RopeTransformers, TableMatches) {
 
   // Through config_from_hf_json: the mapping of rope_scaling keys, including yarn's default
   // attention factor.
-  const ModelConfig mc = config_from_hf_json(write_hf_config(c, test::temp_dir()));
-  const ops::RopeTable via_json = ops::make_rope_table(mc.rope);
-  EXPECT_EQ(mc.rope.style, RopeStyle::rotate_half);
-  const std::vector<float> got_json(via_json.inv_freq.begin(), via_json.inv_freq.end());
-  const Compared cmp_json = compare(got_json.data(), ref, Tol{1e-300, 1e-6, 1e-6});
-  EXPECT_TRUE(cmp_json.ok) << "via config.json: " << cmp_json.why;
-  EXPECT_NEAR(via_json.attention_factor, ref_af, 1e-12 * ref_af) << "via config.json";
+  for (bool v5_layout : {false, true}) {
+    SCOPED_TRACE(v5_layout ? "config.json with rope_parameters (transformers >= 5)" : "config.json with rope_scaling");
+    const ModelConfig mc = config_from_hf_json(write_hf_config(c, test::temp_dir(), v5_layout));
+    const ops::RopeTable via_json = ops::make_rope_table(mc.rope);
+    EXPECT_EQ(mc.rope.style, RopeStyle::rotate_half);
+    EXPECT_EQ(mc.rope.base, c["rope_parameters"]["rope_theta"].get<double>());
+    const std::vector<float> got_json(via_json.inv_freq.begin(), via_json.inv_freq.end());
+    const Compared cmp_json = compare(got_json.data(), ref, Tol{1e-300, 1e-6, 1e-6});
+    EXPECT_TRUE(cmp_json.ok) << "via config.json: " << cmp_json.why;
+    EXPECT_NEAR(via_json.attention_factor, ref_af, 1e-12 * ref_af) << "via config.json";
+  }
 }
 
 TEST_P(RopeTransformers, RotationMatchesApplyRotaryPosEmb) {
   const Json& c = rope_fixture()["cases"][GetParam()];
   ASSERT_FALSE(c.is_null());
-  if (!c.contains("apply")) GTEST_SKIP() << "no apply_rotary_pos_emb data for this case";
+  ASSERT_TRUE(c.contains("apply")) << "fixture has no apply_rotary_pos_emb data; rerun rope_fixture.py";
   ErrorLog log("rope vs transformers " + GetParam());
   const Json& a = c["apply"];
   const std::vector<int64_t> pos = a["positions"].get<std::vector<int64_t>>();
   const std::vector<float> x = a["x"].get<std::vector<float>>();
   const std::vector<double> ref = a["y"].get<std::vector<double>>();
   const int64_t D = c["head_dim"].get<int64_t>(), T = int64_t(pos.size());
-  const ops::RopeTable table = ops::make_rope_table(rope_config_of(c));
+  const double xmax = max_abs(x);
+
+  // (a) transformers' own float32 table: the same float32 angles, cos/sin rounded differently
+  //     (transformers in float32, esa in double then float32): a few ulps of the data.
+  ops::RopeTable hf_table;
+  hf_table.style = RopeStyle::rotate_half;
+  hf_table.dim = D;
+  hf_table.inv_freq = c["inv_freq"].get<std::vector<double>>();
+  hf_table.attention_factor = c["attention_factor"].get<double>();
   Tensor X = make({T, 1, D}, x);
-  ops::rope(X, pos, table);
-  // transformers computes cos/sin in float32; with the same float32 angle the two agree to a
-  // few ulps of the data.
-  EXPECT_CLOSE(log, X.data(), ref, (Tol{4e-6 * max_abs(x) * table.attention_factor, 4e-6, 1e-5}));
+  ops::rope(X, pos, hf_table);
+  EXPECT_CLOSE(log, X.data(), ref, (Tol{4e-6 * xmax * hf_table.attention_factor, 4e-6, 1e-5}));
+  if (!c["esa_expressible"].get<bool>()) return;
+
+  // (b) esa's table. Its llama3 / yarn frequencies may differ from transformers' float32
+  //     arithmetic by an ulp (within TableMatches' 1e-6); at position p an ulp of inv_freq
+  //     moves the float32 angle by up to p * inv_freq * 2^-23, about one ulp of the angle, which
+  //     is also the size of the float32 angle rounding in transformers itself. For those
+  //     frequencies only, the bound adds 3 ulps of the angle times the magnitude of the pair.
+  const ops::RopeTable table = ops::make_rope_table(rope_config_of(c));
+  Tensor Y = make({T, 1, D}, x);
+  ops::rope(Y, pos, table);
+  const double af = table.attention_factor, half = double(D / 2);
+  double d2 = 0.0, r2 = 0.0, allowed2 = 0.0, worst = 0.0;
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t e = 0; e < D; ++e) {
+      const int64_t i = e % int64_t(half);
+      const double pair = std::hypot(x[size_t(t * D + i)], x[size_t(t * D + i + int64_t(half))]) * af;
+      // Frequencies with the same float32 bits give the same angle: no slack for them.
+      const bool same_bits = float(table.inv_freq[size_t(i)]) == float(hf_table.inv_freq[size_t(i)]);
+      const double angle_slack =
+          same_bits ? 0.0 : 3.0 * 1.2e-7 * double(pos[size_t(t)]) * table.inv_freq[size_t(i)] * pair;
+      const double r = ref[size_t(t * D + e)], g = Y.data()[t * D + e];
+      ASSERT_FALSE(std::isnan(g)) << "NaN at token " << t << " dim " << e;
+      const double bound = 4e-6 * xmax * af + 4e-6 * std::abs(r) + angle_slack;
+      worst = std::max(worst, std::abs(g - r) / bound);
+      EXPECT_LE(std::abs(g - r), bound) << "position " << pos[size_t(t)] << " dim " << e << ": got " << g << ", ref " << r;
+      d2 += (g - r) * (g - r);
+      r2 += r * r;
+      allowed2 += angle_slack * angle_slack;
+    }
+  }
+  const double norm_rel = std::sqrt(d2 / r2), norm_allowed = 1e-5 + std::sqrt(allowed2 / r2);
+  std::printf("[ errors   ] rope vs transformers %s, esa table: norm-wise rel %.3g (allowed %.3g), max |d|/bound %.3g\n",
+              GetParam().c_str(), norm_rel, norm_allowed, worst);
+  EXPECT_LE(norm_rel, norm_allowed);
 }
 
 std::vector<std::string> rope_case_names() {
