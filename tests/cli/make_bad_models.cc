@@ -14,7 +14,11 @@ using esa::test::write_file;
 template <typename T>
 void poke(std::string& b, size_t at, T v) { std::memcpy(b.data() + at, &v, sizeof(T)); }
 
-void emit(const std::string& path, const std::string& needle) { std::printf("%s\t%s\n", path.c_str(), needle.c_str()); }
+// The case's file, the text its error must contain, and the command that must reject it
+// ("info" reads metadata; "generate" also loads every weight).
+void emit(const std::string& path, const std::string& needle, const char* command = "info") {
+  std::printf("%s\t%s\t%s\n", path.c_str(), needle.c_str(), command);
+}
 
 std::string safetensors(const std::string& header, const std::string& data) {
   std::string out(8, '\0');
@@ -79,6 +83,17 @@ int main(int argc, char** argv) {
     const size_t key = b.find("llama.block_count");
     std::memcpy(b.data() + key, "llama.block_COUNT", 17);
     gguf_case("missing_key.gguf", b, "llama.block_count");
+  }
+
+  // Weights that disagree with the config: found when the weights load.
+  write_file(root + "/missing_tensor.gguf", esa::test::tiny_llama_gguf("blk.1.ffn_up.weight"));
+  emit(root + "/missing_tensor.gguf", "missing tensor 'blk.1.ffn_up.weight'", "generate");
+  write_file(root + "/shape_mismatch.gguf", esa::test::tiny_llama_gguf("", "blk.0.attn_q.weight"));
+  emit(root + "/shape_mismatch.gguf", "tensor 'blk.0.attn_q.weight' has shape [16, 32], expected [32, 32]", "generate");
+  {
+    std::string b = good;
+    poke<uint32_t>(b, b.find("llama.attention.head_count_kv") + 29 + 4, 3);  // 4 heads over 3 KV heads
+    gguf_case("heads_not_divisible.gguf", b, "head_count");
   }
 
   // safetensors folders (each with a valid config.json).

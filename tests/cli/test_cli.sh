@@ -49,10 +49,14 @@ check "info on a qwen2 safetensors file reports the qkv bias" python3 -c 'import
 
 # --- corrupt inputs: one line on stderr naming the input, exit != 0 ------------------------
 n_cases=0
-while IFS=$'\t' read -r path needle; do
+while IFS=$'\t' read -r path needle command; do
   n_cases=$((n_cases + 1))
-  name="corrupt $(basename "$path")"
-  "$ESA" info --model "$path" >"$WORK/out" 2>"$WORK/err"; rc=$?
+  name="corrupt $(basename "$path") ($command)"
+  if [[ "$command" == "generate" ]]; then
+    "$ESA" generate --model "$path" --prompt "hi" --max-new 1 >"$WORK/out" 2>"$WORK/err"; rc=$?
+  else
+    "$ESA" info --model "$path" >"$WORK/out" 2>"$WORK/err"; rc=$?
+  fi
   lines=$(wc -l <"$WORK/err")
   # The needle must appear in the message itself, not only in the path it names.
   if [[ $rc -ne 0 && $rc -lt 128 && $lines -eq 1 ]] && grep -qF -- "$path" "$WORK/err" &&
@@ -63,6 +67,12 @@ while IFS=$'\t' read -r path needle; do
   fi
 done <"$WORK/cases.tsv"
 check "at least 12 corrupt-file cases ran ($n_cases)" test "$n_cases" -ge 12
+
+# --- generation ----------------------------------------------------------------------------
+out="$("$ESA" generate --model "$TINY" --prompt "the cat" --max-new 4 2>"$WORK/err")"; rc=$?
+check "generate on the tiny model runs and reports speed" bash -c '[[ $0 -eq 0 ]] && grep -q "tokens/s" "$1"' "$rc" "$WORK/err"
+"$ESA" generate --model "$TINY" --prompt "the cat" --max-new 1000 >/dev/null 2>"$WORK/err"; rc=$?
+check "generate past the trained context is an error" bash -c '[[ $0 -ne 0 ]] && grep -q "exceeds the model" "$1"' "$rc" "$WORK/err"
 
 # --- bad options ----------------------------------------------------------------------------
 "$ESA" tokenize --model "$TINY" >/dev/null 2>"$WORK/err"; rc=$?
@@ -85,6 +95,8 @@ if [[ -f "$MODEL" ]]; then
   ids="$("$ESA" tokenize --model "$MODEL" --text "$text" --ids 2>/dev/null)"
   back="$("$ESA" tokenize --model "$MODEL" --decode "$ids")"
   check "tokenize round trip on SmolLM2" test "$back" = "$text"
+  answer="$("$ESA" generate --model "$MODEL" --chat --prompt "What is the capital of France?" --max-new 32 2>/dev/null)"
+  check "generate --chat answers the capital of France: $answer" grep -q "Paris" <<<"$answer"
   chat="$("$ESA" tokenize --model "$MODEL" --text "hi" --chat 2>/dev/null | head -1)"
   check "tokenize --chat starts with <|im_start|> (id 1)" grep -Eq '^1	<\|im_start\|>$' <<<"$chat"
 elif [[ "$REQUIRE_MODEL" == "1" ]]; then

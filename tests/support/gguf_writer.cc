@@ -126,7 +126,7 @@ std::vector<std::string> byte_tokens() {
 
 }  // namespace
 
-std::string tiny_llama_gguf() {
+std::string tiny_llama_gguf(const std::string& drop_tensor, const std::string& narrow_tensor) {
   const uint64_t hidden = 32, ffn = 64, heads = 4, kv_heads = 2, head_dim = 8, layers = 2;
   std::vector<std::string> tokens = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
   std::vector<int32_t> types = {3, 3, 3};
@@ -168,20 +168,35 @@ std::string tiny_llama_gguf() {
                "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
                "'<|im_end|>' + '\n'}}{% endfor %}");
 
-  w.add_tensor("token_embd.weight", {hidden, vocab}, io::GgmlType::f32, f32_bytes(hidden * vocab, 0.1f));
+  // Adds a tensor unless it is the one to drop; the narrowed one loses half its rows (its last dim).
+  struct Filter {
+    GgufWriter& w;
+    const std::string& drop;
+    const std::string& narrow;
+    void add_tensor(const std::string& name, std::vector<uint64_t> shape, io::GgmlType type, std::string data) {
+      if (name == drop) return;
+      if (name == narrow) {
+        const size_t row_bytes = data.size() / shape.back();
+        shape.back() /= 2;
+        data.resize(row_bytes * shape.back());
+      }
+      w.add_tensor(name, std::move(shape), type, std::move(data));
+    }
+  } tensors{w, drop_tensor, narrow_tensor};
+  tensors.add_tensor("token_embd.weight", {hidden, vocab}, io::GgmlType::f32, f32_bytes(hidden * vocab, 0.1f));
   for (uint64_t l = 0; l < layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
-    w.add_tensor(p + "attn_norm.weight", {hidden}, io::GgmlType::f32, f32_bytes(hidden, 2.0f));
-    w.add_tensor(p + "attn_q.weight", {hidden, heads * head_dim}, io::GgmlType::q8_0, q8_0_bytes(hidden * heads * head_dim));
-    w.add_tensor(p + "attn_k.weight", {hidden, kv_heads * head_dim}, io::GgmlType::q8_0, q8_0_bytes(hidden * kv_heads * head_dim));
-    w.add_tensor(p + "attn_v.weight", {hidden, kv_heads * head_dim}, io::GgmlType::q8_0, q8_0_bytes(hidden * kv_heads * head_dim));
-    w.add_tensor(p + "attn_output.weight", {heads * head_dim, hidden}, io::GgmlType::q8_0, q8_0_bytes(hidden * heads * head_dim));
-    w.add_tensor(p + "ffn_norm.weight", {hidden}, io::GgmlType::f32, f32_bytes(hidden, 2.0f));
-    w.add_tensor(p + "ffn_gate.weight", {hidden, ffn}, io::GgmlType::q8_0, q8_0_bytes(hidden * ffn));
-    w.add_tensor(p + "ffn_up.weight", {hidden, ffn}, io::GgmlType::q8_0, q8_0_bytes(hidden * ffn));
-    w.add_tensor(p + "ffn_down.weight", {ffn, hidden}, io::GgmlType::q8_0, q8_0_bytes(hidden * ffn));
+    tensors.add_tensor(p + "attn_norm.weight", {hidden}, io::GgmlType::f32, f32_bytes(hidden, 2.0f));
+    tensors.add_tensor(p + "attn_q.weight", {hidden, heads * head_dim}, io::GgmlType::q8_0, q8_0_bytes(hidden * heads * head_dim));
+    tensors.add_tensor(p + "attn_k.weight", {hidden, kv_heads * head_dim}, io::GgmlType::q8_0, q8_0_bytes(hidden * kv_heads * head_dim));
+    tensors.add_tensor(p + "attn_v.weight", {hidden, kv_heads * head_dim}, io::GgmlType::q8_0, q8_0_bytes(hidden * kv_heads * head_dim));
+    tensors.add_tensor(p + "attn_output.weight", {heads * head_dim, hidden}, io::GgmlType::q8_0, q8_0_bytes(hidden * heads * head_dim));
+    tensors.add_tensor(p + "ffn_norm.weight", {hidden}, io::GgmlType::f32, f32_bytes(hidden, 2.0f));
+    tensors.add_tensor(p + "ffn_gate.weight", {hidden, ffn}, io::GgmlType::q8_0, q8_0_bytes(hidden * ffn));
+    tensors.add_tensor(p + "ffn_up.weight", {hidden, ffn}, io::GgmlType::q8_0, q8_0_bytes(hidden * ffn));
+    tensors.add_tensor(p + "ffn_down.weight", {ffn, hidden}, io::GgmlType::q8_0, q8_0_bytes(hidden * ffn));
   }
-  w.add_tensor("output_norm.weight", {hidden}, io::GgmlType::f32, f32_bytes(hidden, 2.0f));
+  tensors.add_tensor("output_norm.weight", {hidden}, io::GgmlType::f32, f32_bytes(hidden, 2.0f));
   return w.build();
 }
 
