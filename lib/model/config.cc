@@ -254,7 +254,8 @@ void hf_rope_scaling(const Json& root, const std::string& path, ModelConfig& c) 
     } else {
       const auto mscale = r.find_double("mscale");
       const auto mscale_all_dim = r.find_double("mscale_all_dim");
-      rope.yarn_attn_factor = (mscale && mscale_all_dim && *mscale_all_dim != 0)
+      // transformers uses the ratio only when both are present and non-zero.
+      rope.yarn_attn_factor = (mscale && mscale_all_dim && *mscale != 0 && *mscale_all_dim != 0)
                                   ? yarn_mscale(rope.factor, *mscale) / yarn_mscale(rope.factor, *mscale_all_dim)
                                   : yarn_mscale(rope.factor);
     }

@@ -33,27 +33,30 @@ RopeTable make_rope_table(const RopeConfig& rope, const std::vector<float>& freq
       for (int64_t i = 0; i < half; ++i) t.inv_freq[size_t(i)] = float(base_inv[size_t(i)] / factor);
       break;
     case RopeScaling::llama3: {
+      // In float32, operation by operation as transformers' _compute_llama3_parameters, so
+      // that the table is bit-identical to the reference (angles at 100k positions amplify
+      // one-ulp differences).
       ESA_CHECK(rope.original_context > 0, "rope: llama3 scaling needs the original context length");
-      const double old_ctx = double(rope.original_context);
-      const double low_wavelen = old_ctx / rope.low_freq_factor;
-      const double high_wavelen = old_ctx / rope.high_freq_factor;
+      const float old_ctx = float(rope.original_context), fac = float(factor);
+      const float low_wavelen = float(double(rope.original_context) / rope.low_freq_factor);
+      const float high_wavelen = float(double(rope.original_context) / rope.high_freq_factor);
+      const float low = float(rope.low_freq_factor), span = float(rope.high_freq_factor - rope.low_freq_factor);
+      const float two_pi = float(2.0 * std::numbers::pi);
       for (int64_t i = 0; i < half; ++i) {
-        const double f = base_inv[size_t(i)];
-        const double wavelen = 2.0 * std::numbers::pi / f;
-        double out;
-        if (wavelen < high_wavelen) {
-          out = f;  // high frequencies: unchanged
-        } else if (wavelen > low_wavelen) {
-          out = f / factor;  // low frequencies: interpolated
-        } else {
-          const double smooth = (old_ctx / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor);
-          out = (1.0 - smooth) * f / factor + smooth * f;
+        const float f = base_inv[size_t(i)];
+        const float wavelen = two_pi / f;
+        float out = wavelen > low_wavelen ? f / fac : f;
+        if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+          const float smooth = (old_ctx / wavelen - low) / span;
+          out = (1.0f - smooth) * out / fac + smooth * out;
         }
-        t.inv_freq[size_t(i)] = float(out);
+        t.inv_freq[size_t(i)] = out;
       }
       break;
     }
     case RopeScaling::yarn: {
+      // The correction range in double (transformers computes it with Python floats), the
+      // table in float32 as _compute_yarn_parameters does.
       ESA_CHECK(rope.original_context > 0, "rope: yarn scaling needs the original context length");
       const double dim = double(rope.dim);
       auto correction_dim = [&](double rotations) {
@@ -68,11 +71,14 @@ RopeTable make_rope_table(const RopeConfig& rope, const std::vector<float>& freq
       low = std::max(low, 0.0);
       high = std::min(high, dim - 1);
       if (low == high) high += 0.001;
+      const float fac = float(factor);
       for (int64_t i = 0; i < half; ++i) {
-        const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
-        const double extrapolation_weight = 1.0 - ramp;
-        const double f = base_inv[size_t(i)];
-        t.inv_freq[size_t(i)] = float(f / factor * (1.0 - extrapolation_weight) + f * extrapolation_weight);
+        const float pos_freq = std::pow(float(rope.base), float(2 * i) / float(rope.dim));
+        const float interpolation = 1.0f / (fac * pos_freq);
+        const float extrapolation = 1.0f / pos_freq;
+        const float ramp = std::clamp((float(i) - float(low)) / float(high - low), 0.0f, 1.0f);
+        const float extrapolation_weight = 1.0f - ramp;
+        t.inv_freq[size_t(i)] = interpolation * (1.0f - extrapolation_weight) + extrapolation * extrapolation_weight;
       }
       t.attention_factor = rope.yarn_attn_factor;
       break;
