@@ -1,5 +1,6 @@
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -48,6 +49,17 @@ LlamaModel::LlamaModel(ModelConfig config, ModelWeights weights)
             weights_.layers.size(), config_.n_layers);
 }
 
+std::shared_ptr<const ops::RopeAngles> LlamaModel::angles_for(int64_t positions) const {
+  std::lock_guard<std::mutex> lock(angle_cache_->mutex);
+  auto& current = angle_cache_->angles;
+  if (!current || current->positions() < positions) {
+    const int64_t have = current ? current->positions() : 0;
+    const int64_t n = std::max({positions, 2 * have, int64_t(4096)});
+    current = std::make_shared<const ops::RopeAngles>(ops::make_rope_angles(rope_, n));
+  }
+  return current;
+}
+
 KvCache LlamaModel::make_cache() const { return KvCache(config_.n_layers, config_.n_kv_heads, config_.head_dim); }
 
 Tensor LlamaModel::forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options) const {
@@ -94,6 +106,7 @@ void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, con
   std::vector<int64_t> q_pos(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) q_pos[size_t(t)] = start + t;
   const float scale = float(1.0 / std::sqrt(double(hd)));
+  const std::shared_ptr<const ops::RopeAngles> angles = angles_for(start + T);
 
   Tensor h, q, k, v, attn, o, gate, up, mlp;
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -115,14 +128,14 @@ void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, con
     ESA_CHECK(cache.length(l) == start + T, "forward: layer {} cache holds {} tokens, expected {}", l, cache.length(l),
               start + T);
 
-    ops::rope(q, q_pos, rope_);
+    ops::rope(q, q_pos, rope_, angles.get());
     // Every cached key is rotated to its true position (the `full` policy's positions).
     const TensorView cached_k = cache.keys(l);
     const int64_t S = cached_k.shape[0];
     Tensor k_rot({S, nkv, hd}, std::vector<float>(cached_k.data, cached_k.data + S * nkv * hd));
     std::vector<int64_t> k_pos(static_cast<size_t>(S));
     for (int64_t s = 0; s < S; ++s) k_pos[size_t(s)] = s;
-    ops::rope(k_rot, k_pos, rope_);
+    ops::rope(k_rot, k_pos, rope_, angles.get());
     if (hook) {
       hook("q_rope", l, q.view());
       hook("k_rope", l, {k_rot.data() + start * nkv * hd, {T, nkv, hd}, DType::f32, Device::cpu});

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -56,9 +58,18 @@ class LlamaModel {
   void forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options, int64_t logit_rows,
                      Tensor& logits) const;
 
+  /// The RoPE angles of positions [0, n) with n >= `positions`, grown (doubling) on demand.
+  /// Thread-safe: a grown table replaces the old one, which callers holding it keep.
+  std::shared_ptr<const ops::RopeAngles> angles_for(int64_t positions) const;
+
   ModelConfig config_;
   ModelWeights weights_;
   ops::RopeTable rope_;
+  struct AngleCache {
+    std::mutex mutex;
+    std::shared_ptr<const ops::RopeAngles> angles;
+  };
+  std::shared_ptr<AngleCache> angle_cache_ = std::make_shared<AngleCache>();
 };
 
 }  // namespace esa

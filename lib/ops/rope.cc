@@ -95,11 +95,23 @@ RopeTable make_rope_table(const RopeConfig& rope, const std::vector<float>& freq
   return t;
 }
 
-void rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table) {
+RopeAngles make_rope_angles(const RopeTable& table, int64_t n) {
+  ESA_CHECK(n >= 0, "rope: negative position count {}", n);
+  RopeAngles a;
+  a.half = table.dim / 2;
+  a.cos.resize(size_t(n * a.half));
+  a.sin.resize(size_t(n * a.half));
+  rope_angles_cpu(table, 0, n, a.cos.data(), a.sin.data());
+  return a;
+}
+
+void rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table, const RopeAngles* angles) {
   ESA_CHECK(x.shape().size() == 3, "rope: x {} must be [T, heads, head_dim]", x.shape_str());
   ESA_CHECK(int64_t(positions.size()) == x.dim(0), "rope: {} positions for {} tokens", positions.size(), x.dim(0));
   ESA_CHECK(table.dim <= x.dim(2), "rope: rotary dimension {} exceeds head dimension {}", table.dim, x.dim(2));
-  rope_cpu(x.data(), positions.data(), x.dim(0), x.dim(1), x.dim(2), table);
+  ESA_CHECK(angles == nullptr || angles->half == table.dim / 2, "rope: angle table for {} pairs, rotary table has {}",
+            angles == nullptr ? 0 : angles->half, table.dim / 2);
+  rope_cpu(x.data(), positions.data(), x.dim(0), x.dim(1), x.dim(2), table, angles);
 }
 
 }  // namespace esa::ops

@@ -24,10 +24,21 @@ struct RopeTable {
 /// divides the frequencies when non-empty.
 RopeTable make_rope_table(const RopeConfig& rope, const std::vector<float>& freq_factors = {});
 
+/// cos and sin (attention factor included) of every rotary pair at positions [0, n), so that
+/// rotating the whole KV cache at every step is a lookup, not n * dim/2 trigonometric calls.
+/// Values are bit-identical to what rope() computes on the fly.
+struct RopeAngles {
+  int64_t half = 0;
+  std::vector<float> cos, sin;  // [n, half] each
+  int64_t positions() const { return half == 0 ? 0 : int64_t(cos.size()) / half; }
+};
+RopeAngles make_rope_angles(const RopeTable& table, int64_t n);
+void rope_angles_cpu(const RopeTable& table, int64_t first, int64_t n, float* cos_out, float* sin_out);
+
 /// x [T, n_heads, head_dim] rotated in place; positions [T] absolute. Dimensions past
-/// table.dim (partial rotary) are left alone.
-void rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
+/// table.dim (partial rotary) are left alone. With `angles`, positions inside it are looked up.
+void rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table, const RopeAngles* angles = nullptr);
 void rope_cpu(float* x, const int64_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
-              const RopeTable& table);
+              const RopeTable& table, const RopeAngles* angles = nullptr);
 
 }  // namespace esa::ops

@@ -1029,3 +1029,36 @@ TEST(OpsAttention, RejectsBadShapes) {
 
 }  // namespace
 }  // namespace esa
+
+namespace esa {
+namespace {
+
+// The precomputed angle table (used to rotate the whole KV cache every step) must give the
+// same bits as computing the angles on the fly, inside and outside its range.
+TEST(RopeAngles, LookupIsBitIdenticalToOnTheFly) {
+  std::mt19937_64 rng(test::test_seed(77));
+  for (RopeStyle style : {RopeStyle::adjacent_pairs, RopeStyle::rotate_half}) {
+    RopeConfig cfg;
+    cfg.base = 100000.0;
+    cfg.dim = 64;
+    cfg.style = style;
+    cfg.scaling = RopeScaling::yarn;
+    cfg.factor = 4.0;
+    cfg.original_context = 4096;
+    cfg.yarn_attn_factor = 1.1386;
+    const ops::RopeTable table = ops::make_rope_table(cfg);
+    const ops::RopeAngles angles = ops::make_rope_angles(table, 1000);
+    ASSERT_EQ(angles.positions(), 1000);
+    std::vector<int64_t> positions = {0, 1, 999, 1000, 5000, 17, 998};
+    std::normal_distribution<float> dist;
+    std::vector<float> values(positions.size() * 3 * 64);
+    for (float& v : values) v = dist(rng);
+    Tensor a({int64_t(positions.size()), 3, 64}, values), b({int64_t(positions.size()), 3, 64}, values);
+    ops::rope(a, positions, table);
+    ops::rope(b, positions, table, &angles);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.bytes())) << rope_style_name(style);
+  }
+}
+
+}  // namespace
+}  // namespace esa
