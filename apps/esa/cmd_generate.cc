@@ -22,11 +22,13 @@ struct GenerateCliOptions {
   bool chat = false;
   int64_t chunk = 512;
   int threads = 0;
+  int64_t max_context = 0;
 };
 
 void run_generate(const GenerateCliOptions& opt) {
   ESA_CHECK(!opt.prompt.empty(), "esa generate: --prompt is empty");
   ESA_CHECK(opt.threads >= 0, "--threads must be >= 0, got {}", opt.threads);
+  ESA_CHECK(opt.max_context >= 0, "--max-context must be >= 0, got {}", opt.max_context);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const auto t0 = std::chrono::steady_clock::now();
   const auto tok = text::load_tokenizer(opt.model);
@@ -41,10 +43,11 @@ void run_generate(const GenerateCliOptions& opt) {
     input = text::apply_chat_template(t, {&message, 1}, text::chat_options_for(tok->spec()));
   }
   const std::vector<int32_t> prompt = tok->encode(input, /*add_special=*/true, /*parse_special=*/opt.chat);
-  ESA_CHECK(int64_t(prompt.size()) + opt.max_new <= model.config().context,
-            "prompt ({} tokens) + --max-new {} exceeds the model's trained context of {} tokens (selective "
-            "policies arrive with esa's attention policies)",
-            prompt.size(), opt.max_new, model.config().context);
+  const int64_t max_context = opt.max_context > 0 ? opt.max_context : model.config().context;
+  ESA_CHECK(int64_t(prompt.size()) + opt.max_new <= max_context,
+            "prompt ({} tokens) + --max-new {} exceeds the model's trained context of {} tokens; pass --max-context "
+            "to go past it (full attention does not extrapolate: that is what the selective policies are for)",
+            prompt.size(), opt.max_new, max_context);
   fmt::print(stderr, "model loaded in {:.2f} s ({:.0f} MiB of float32 weights), prompt {} tokens\n", load_s,
              double(model.weights().bytes()) / (1 << 20), prompt.size());
 
@@ -83,6 +86,8 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
   cmd->add_option("--chunk", opt->chunk, "Prefill chunk size in tokens")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
+  cmd->add_option("--max-context", opt->max_context,
+                  "Longest prompt + generation allowed (0: the model's trained context)")->capture_default_str();
   cmd->callback([opt] { run_generate(*opt); });
 }
 
