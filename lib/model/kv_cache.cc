@@ -8,29 +8,39 @@ namespace esa {
 
 KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim)
     : kv_heads_(n_kv_heads), head_dim_(head_dim), width_(n_kv_heads * head_dim),
-      keys_(size_t(n_layers)), values_(size_t(n_layers)), lengths_(size_t(n_layers), 0) {
+      keys_(size_t(n_layers)), keys_rotated_(size_t(n_layers)), values_(size_t(n_layers)),
+      lengths_(size_t(n_layers), 0) {
   ESA_CHECK(n_layers > 0 && n_kv_heads > 0 && head_dim > 0, "KvCache: bad geometry {} layers, {} KV heads, head dim {}",
             n_layers, n_kv_heads, head_dim);
 }
 
-void KvCache::append(int64_t layer, const float* keys, const float* values, int64_t tokens) {
+void KvCache::append(int64_t layer, const float* keys, const float* keys_rotated, const float* values,
+                     int64_t tokens) {
   ESA_CHECK(layer >= 0 && layer < n_layers(), "KvCache: layer {} out of range", layer);
   auto& K = keys_[size_t(layer)];
+  auto& R = keys_rotated_[size_t(layer)];
   auto& V = values_[size_t(layer)];
   const size_t add = size_t(tokens * width_);
   if (K.size() + add > K.capacity()) {
     // Grow geometrically so that token-by-token decoding appends in amortised O(1).
     const size_t cap = std::max(K.size() + add, K.capacity() * 3 / 2);
     K.reserve(cap);
+    R.reserve(cap);
     V.reserve(cap);
   }
   K.insert(K.end(), keys, keys + add);
+  R.insert(R.end(), keys_rotated, keys_rotated + add);
   V.insert(V.end(), values, values + add);
   lengths_[size_t(layer)] += tokens;
 }
 
 TensorView KvCache::keys(int64_t layer) const {
   return {keys_.at(size_t(layer)).data(), {lengths_[size_t(layer)], kv_heads_, head_dim_}, DType::f32, Device::cpu};
+}
+
+TensorView KvCache::keys_rotated(int64_t layer) const {
+  return {keys_rotated_.at(size_t(layer)).data(), {lengths_[size_t(layer)], kv_heads_, head_dim_}, DType::f32,
+          Device::cpu};
 }
 
 TensorView KvCache::values(int64_t layer) const {
@@ -42,6 +52,7 @@ void KvCache::truncate(int64_t n) {
     if (lengths_[l] > n) {
       lengths_[l] = n;
       keys_[l].resize(size_t(n * width_));
+      keys_rotated_[l].resize(size_t(n * width_));
       values_[l].resize(size_t(n * width_));
     }
   }
@@ -50,19 +61,24 @@ void KvCache::truncate(int64_t n) {
 void KvCache::reserve(int64_t tokens) {
   for (size_t l = 0; l < lengths_.size(); ++l) {
     keys_[l].reserve(size_t(tokens * width_));
+    keys_rotated_[l].reserve(size_t(tokens * width_));
     values_[l].reserve(size_t(tokens * width_));
   }
 }
 
 size_t KvCache::bytes_allocated() const {
   size_t b = 0;
-  for (size_t l = 0; l < lengths_.size(); ++l) b += (keys_[l].capacity() + values_[l].capacity()) * sizeof(float);
+  for (size_t l = 0; l < lengths_.size(); ++l) {
+    b += (keys_[l].capacity() + keys_rotated_[l].capacity() + values_[l].capacity()) * sizeof(float);
+  }
   return b;
 }
 
 size_t KvCache::bytes_used() const {
   size_t b = 0;
-  for (size_t l = 0; l < lengths_.size(); ++l) b += (keys_[l].size() + values_[l].size()) * sizeof(float);
+  for (size_t l = 0; l < lengths_.size(); ++l) {
+    b += (keys_[l].size() + keys_rotated_[l].size() + values_[l].size()) * sizeof(float);
+  }
   return b;
 }
 

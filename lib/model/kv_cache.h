@@ -1,6 +1,9 @@
 // KvCache: per layer, the keys *before* RoPE and the values of every token seen so far, as
 // [tokens, kv_heads, head_dim] row-major. Positions are applied when attending, so that the
 // selective policies can place a cached key at any position (PAPER.md section 4).
+// It also keeps, per layer, the same keys rotated to their true positions: exact causal
+// attention needs exactly those, and keeping them means each step rotates only its new keys
+// instead of the whole cache (a derived copy: +50% of the cache's memory).
 #pragma once
 
 #include <cstdint>
@@ -14,13 +17,15 @@ class KvCache {
  public:
   KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim);
 
-  /// Appends T tokens' keys and values ([T, kv_heads*head_dim] each) to one layer.
-  void append(int64_t layer, const float* keys, const float* values, int64_t tokens);
+  /// Appends T tokens' keys (before RoPE), the same keys rotated to their true positions, and
+  /// values ([T, kv_heads*head_dim] each) to one layer.
+  void append(int64_t layer, const float* keys, const float* keys_rotated, const float* values, int64_t tokens);
   /// Tokens cached in a layer (all layers agree between forward calls).
   int64_t length(int64_t layer) const { return lengths_.at(size_t(layer)); }
   /// Tokens cached in layer 0: the position of the next token.
   int64_t size() const { return lengths_.empty() ? 0 : lengths_[0]; }
-  TensorView keys(int64_t layer) const;    // [length, kv_heads, head_dim]
+  TensorView keys(int64_t layer) const;    // [length, kv_heads, head_dim], before RoPE
+  TensorView keys_rotated(int64_t layer) const;  // [length, kv_heads, head_dim], at true positions
   TensorView values(int64_t layer) const;  // [length, kv_heads, head_dim]
   /// Keeps the first n tokens of every layer.
   void truncate(int64_t n);
@@ -33,7 +38,7 @@ class KvCache {
 
  private:
   int64_t kv_heads_, head_dim_, width_;
-  std::vector<std::vector<float>> keys_, values_;
+  std::vector<std::vector<float>> keys_, keys_rotated_, values_;
   std::vector<int64_t> lengths_;
 };
 

@@ -103,10 +103,12 @@ void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, con
   }
   if (hook) hook("embed", -1, x.view());
 
-  std::vector<int64_t> q_pos(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) q_pos[size_t(t)] = start + t;
+  std::vector<int64_t> chunk_pos(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) chunk_pos[size_t(t)] = start + t;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   const std::shared_ptr<const ops::RopeAngles> angles = angles_for(start + T);
+  std::vector<int64_t> k_pos(static_cast<size_t>(start + T));  // every cached key at its true position
+  for (int64_t s = 0; s < start + T; ++s) k_pos[size_t(s)] = s;
 
   Tensor h, q, k, v, attn, o, gate, up, mlp;
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -124,23 +126,19 @@ void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, con
       hook("k", l, k.view());
       hook("v", l, v.view());
     }
-    cache.append(l, k.data(), v.data(), T);
+    // Rotate the chunk's queries and keys to their true positions; the cache keeps the keys
+    // both before RoPE (for the selective policies) and rotated (for exact attention).
+    Tensor k_rot = k;
+    ops::rope(q, chunk_pos, rope_, angles.get());
+    ops::rope(k_rot, chunk_pos, rope_, angles.get());
+    cache.append(l, k.data(), k_rot.data(), v.data(), T);
     ESA_CHECK(cache.length(l) == start + T, "forward: layer {} cache holds {} tokens, expected {}", l, cache.length(l),
               start + T);
-
-    ops::rope(q, q_pos, rope_, angles.get());
-    // Every cached key is rotated to its true position (the `full` policy's positions).
-    const TensorView cached_k = cache.keys(l);
-    const int64_t S = cached_k.shape[0];
-    Tensor k_rot({S, nkv, hd}, std::vector<float>(cached_k.data, cached_k.data + S * nkv * hd));
-    std::vector<int64_t> k_pos(static_cast<size_t>(S));
-    for (int64_t s = 0; s < S; ++s) k_pos[size_t(s)] = s;
-    ops::rope(k_rot, k_pos, rope_, angles.get());
     if (hook) {
       hook("q_rope", l, q.view());
-      hook("k_rope", l, {k_rot.data() + start * nkv * hd, {T, nkv, hd}, DType::f32, Device::cpu});
+      hook("k_rope", l, k_rot.view());
     }
-    ops::attention(q.view(), k_rot.view(), cache.values(l), q_pos, k_pos, {scale, true}, attn, nullptr);
+    ops::attention(q.view(), cache.keys_rotated(l), cache.values(l), chunk_pos, k_pos, {scale, true}, attn, nullptr);
     if (hook) hook("attn", l, attn.view());
     ops::linear(as_view(attn, {T, nh * hd}), L.wo.view(), none(), o);
     if (hook) hook("attn_out", l, o.view());
