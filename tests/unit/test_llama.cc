@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "core/error.h"
 #include "model/generate.h"
@@ -174,6 +176,75 @@ TEST(Llama, BadInputsAreErrors) {
   zero.chunk = 0;
   const std::vector<int32_t> ok = {1, 2};
   EXPECT_THROW(model.forward(ok, cache, zero), Error);
+}
+
+}  // namespace
+}  // namespace esa
+
+namespace esa {
+namespace {
+
+TEST(Llama, HookSeesEveryNamedIntermediate) {
+  const LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
+  const ModelConfig& c = model.config();
+  std::map<std::string, int> calls;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  ForwardOptions opt;
+  opt.chunk = 4;
+  opt.hook = [&](std::string_view name, int64_t layer, const TensorView& v) {
+    calls[std::string(name)] += 1;
+    shapes[std::string(name)] = v.shape;
+    EXPECT_GE(layer, -1);
+    EXPECT_LT(layer, c.n_layers);
+  };
+  KvCache cache = model.make_cache();
+  const std::vector<int32_t> ids = {5, 6, 7, 8, 9, 10};  // two chunks: 4 + 2 tokens
+  model.forward(ids, cache, opt);
+  const int chunks = 2;
+  for (const char* name : {"attn_norm", "q", "k", "v", "q_rope", "k_rope", "attn", "attn_out", "mlp_out", "hidden"}) {
+    EXPECT_EQ(calls[name], chunks * c.n_layers) << name;
+  }
+  EXPECT_EQ(calls["embed"], chunks);
+  EXPECT_EQ(calls["final_norm"], 1);  // logits only for the last token of the last chunk
+  EXPECT_EQ(shapes["q"], (std::vector<int64_t>{2, c.n_heads, c.head_dim}));
+  EXPECT_EQ(shapes["k_rope"], (std::vector<int64_t>{2, c.n_kv_heads, c.head_dim}));
+  EXPECT_EQ(shapes["hidden"], (std::vector<int64_t>{2, c.hidden}));
+  EXPECT_EQ(cache.size(), 6);
+  EXPECT_EQ(cache.bytes_used(), size_t(3 * c.n_layers * 6 * c.n_kv_heads * c.head_dim) * sizeof(float));
+}
+
+TEST(Llama, KeysAreCachedBeforeRope) {
+  const LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
+  std::vector<float> k_seen, k_rope_seen;
+  ForwardOptions opt;
+  opt.hook = [&](std::string_view name, int64_t layer, const TensorView& v) {
+    if (layer != 1) return;
+    if (name == "k") k_seen.assign(v.data, v.data + v.numel());
+    if (name == "k_rope") k_rope_seen.assign(v.data, v.data + v.numel());
+  };
+  KvCache cache = model.make_cache();
+  const std::vector<int32_t> ids = {3, 1, 4, 1, 5};
+  model.forward(ids, cache, opt);
+  const TensorView raw = cache.keys(1), rotated = cache.keys_rotated(1);
+  EXPECT_EQ(std::vector<float>(raw.data, raw.data + raw.numel()), k_seen);
+  EXPECT_EQ(std::vector<float>(rotated.data, rotated.data + rotated.numel()), k_rope_seen);
+  EXPECT_NE(k_seen, k_rope_seen);  // position > 0 rotates
+}
+
+TEST(Generate, StopsAtAStopToken) {
+  const LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
+  const std::vector<int32_t> prompt = {11, 12, 13};
+  GenerateOptions g;
+  g.max_new = 8;
+  const GenerateResult free_run = generate_greedy(model, prompt, g);
+  ASSERT_EQ(free_run.tokens.size(), 8u);
+  EXPECT_EQ(free_run.stop_reason, "max tokens");
+  g.stop_ids = {free_run.tokens[3]};
+  const GenerateResult stopped = generate_greedy(model, prompt, g);
+  const auto first = std::find(free_run.tokens.begin(), free_run.tokens.end(), free_run.tokens[3]);
+  EXPECT_EQ(stopped.tokens, std::vector<int32_t>(free_run.tokens.begin(), first));
+  EXPECT_EQ(stopped.stop_reason, "stop token");
+  EXPECT_GT(stopped.kv_cache_bytes, 0u);
 }
 
 }  // namespace
