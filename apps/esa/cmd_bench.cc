@@ -213,6 +213,8 @@ void register_bench(CLI::App& app) {
   model->add_option("--threads", mopt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
   model->add_option("--seed", mopt->seed, "Seed of the random prompt ids")->capture_default_str();
   model->callback([mopt] { run_bench_model(*mopt); });
+
+  register_bench_attention(*bench);
 }
 
 }  // namespace esa::cli

@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cstdio>
 
+#include "attention/policy.h"
 #include "commands.h"
+#include "policy_flags.h"
 #include "core/error.h"
 #include "model/generate.h"
 #include "text/chat_template.h"
@@ -20,7 +22,7 @@ struct GenerateCliOptions {
   std::string prompt;
   int64_t max_new = 64;
   bool chat = false;
-  int64_t chunk = 512;
+  PolicyFlags policy;
   int threads = 0;
   int64_t max_context = 0;
 };
@@ -28,6 +30,7 @@ struct GenerateCliOptions {
 void run_generate(const GenerateCliOptions& opt) {
   ESA_CHECK(!opt.prompt.empty(), "esa generate: --prompt is empty");
   ESA_CHECK(opt.threads >= 0, "--threads must be >= 0, got {}", opt.threads);
+  const attention::PolicyOptions policy_options = to_policy_options(opt.policy);
   ESA_CHECK(opt.max_context >= 0, "--max-context must be >= 0, got {}", opt.max_context);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const auto t0 = std::chrono::steady_clock::now();
@@ -53,7 +56,9 @@ void run_generate(const GenerateCliOptions& opt) {
 
   GenerateOptions g;
   g.max_new = opt.max_new;
-  g.chunk = opt.chunk;
+  g.chunk = policy_options.budget.chunk;
+  const auto policy = attention::make_policy(policy_options, model.config());
+  g.policy = policy.get();
   g.stop_ids = tok->stop_ids();
   std::vector<int32_t> out;
   size_t printed = 0;
@@ -69,9 +74,10 @@ void run_generate(const GenerateCliOptions& opt) {
   std::fputc('\n', stdout);
   const double decode_tps = r.tokens.size() > 1 ? double(r.tokens.size() - 1) / r.decode_seconds : 0.0;
   fmt::print(stderr, "prefill {} tokens in {:.2f} s ({:.1f} tokens/s); decode {} tokens ({:.1f} tokens/s); "
-             "stopped: {}; KV cache {:.1f} MiB; {} threads\n",
+             "stopped: {}; KV cache {:.1f} MiB; {} threads; policy {}\n",
              r.prompt_tokens, r.prefill_seconds, double(r.prompt_tokens) / r.prefill_seconds, r.tokens.size(),
-             decode_tps, r.stop_reason, double(r.kv_cache_bytes) / (1 << 20), omp_get_max_threads());
+             decode_tps, r.stop_reason, double(r.kv_cache_bytes) / (1 << 20), omp_get_max_threads(),
+             attention::policy_name(policy_options.kind));
 }
 
 }  // namespace
@@ -84,7 +90,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--prompt,-p", opt->prompt, "Prompt text")->required();
   cmd->add_option("--max-new,-n", opt->max_new, "Tokens to generate at most")->capture_default_str();
   cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
-  cmd->add_option("--chunk", opt->chunk, "Prefill chunk size in tokens")->capture_default_str();
+  add_policy_flags(cmd, opt->policy);
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
   cmd->add_option("--max-context", opt->max_context,
                   "Longest prompt + generation allowed (0: the model's trained context)")->capture_default_str();

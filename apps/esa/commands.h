@@ -12,6 +12,8 @@ void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
+/// `esa bench attention`, added under the bench command.
+void register_bench_attention(CLI::App& bench);
 
 /// The embedded default model: $ESA_MODEL, else data/models/SmolLM2-135M-Instruct.Q4_1.gguf
 /// of the source tree esa was built from.

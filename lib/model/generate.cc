@@ -26,6 +26,7 @@ GenerateResult generate_greedy(const LlamaModel& model, std::span<const int32_t>
   cache.reserve(int64_t(prompt.size()) + options.max_new);
   ForwardOptions fwd;
   fwd.chunk = options.chunk;
+  fwd.policy = options.policy;
 
   const auto t0 = clock::now();
   Tensor logits = model.forward(prompt, cache, fwd);

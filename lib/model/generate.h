@@ -16,6 +16,7 @@ struct GenerateOptions {
   int64_t max_new = 64;             // tokens to generate at most
   std::vector<int32_t> stop_ids;    // generation ends after emitting one of these (not returned)
   int64_t chunk = 512;              // prefill chunk
+  attention::Policy* policy = nullptr;  // null: exact causal attention (see ForwardOptions)
 };
 
 struct GenerateResult {

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "attention/policy.h"
+#include "attention/two_branch.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/model_files.h"
@@ -128,6 +130,7 @@ void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, con
     }
     // Rotate the chunk's queries and keys to their true positions; the cache keeps the keys
     // both before RoPE (for the selective policies) and rotated (for exact attention).
+    const Tensor q_before_rope = options.policy != nullptr ? q : Tensor();
     Tensor k_rot = k;
     ops::rope(q, chunk_pos, rope_, angles.get());
     ops::rope(k_rot, chunk_pos, rope_, angles.get());
@@ -138,7 +141,13 @@ void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, con
       hook("q_rope", l, q.view());
       hook("k_rope", l, k_rot.view());
     }
-    ops::attention(q.view(), cache.keys_rotated(l), cache.values(l), chunk_pos, k_pos, {scale, true}, attn, nullptr);
+    if (options.policy != nullptr) {
+      const attention::LayerInputs in{l, q_before_rope.view(), &cache, &rope_, angles.get()};
+      const attention::Selection selection = options.policy->select(in);
+      attention::two_branch_attention(in, selection, options.policy->options().query_position(), attn);
+    } else {
+      ops::attention(q.view(), cache.keys_rotated(l), cache.values(l), chunk_pos, k_pos, {scale, true}, attn, nullptr);
+    }
     if (hook) hook("attn", l, attn.view());
     ops::linear(as_view(attn, {T, nh * hd}), L.wo.view(), none(), o);
     if (hook) hook("attn_out", l, o.view());

@@ -21,6 +21,7 @@
 #include "ops/rope.h"
 
 namespace esa {
+namespace attention { class Policy; }
 
 /// Observes a named intermediate of the forward pass; `layer` is -1 outside the layers.
 /// Names, with shapes for a chunk of T tokens:
@@ -36,6 +37,9 @@ struct ForwardOptions {
   int64_t chunk = 512;        // prefill chunk (tokens per pass through the layers)
   bool all_logits = false;    // logits for every token instead of the last only
   ForwardHook hook;           // optional observer of intermediates
+  /// Which cached tokens each chunk attends to (attention/policy.h); null: exact causal
+  /// attention over the whole cache (the `full` policy's arithmetic, without the split).
+  attention::Policy* policy = nullptr;
 };
 
 class LlamaModel {

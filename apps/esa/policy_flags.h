@@ -1,0 +1,28 @@
+// The attention-policy flags every command that runs the model shares (generate, later eval,
+// sweep, bench attention): one definition so that names, defaults and help never drift.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "attention/policy.h"
+
+namespace esa::cli {
+
+struct PolicyFlags {
+  std::string policy = "full";
+  attention::Budget budget;
+  int64_t eps = 1;
+  std::string heads = "uniform";
+  std::string score_space = "rotated";
+  int64_t w = -1;
+  std::string projection;
+};
+
+/// Adds --policy, --init, --local, --select, --chunk, --eps, --heads, --score-space, --w, --proj.
+void add_policy_flags(CLI::App* cmd, PolicyFlags& flags);
+/// Parses and validates the flags (esa::Error on bad values).
+attention::PolicyOptions to_policy_options(const PolicyFlags& flags);
+
+}  // namespace esa::cli

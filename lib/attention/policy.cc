@@ -1,0 +1,97 @@
+// Policy names, options, the context split, and the two policies that select no middle token:
+// `full` (everything in the local branch: exact causal attention) and `streaming` (initial +
+// local only, StreamingLLM / LM-Infinite). The scoring policies live in scoring_policies.cc.
+#include "attention/policy.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "attention/scoring_policies.h"
+#include "core/error.h"
+
+namespace esa::attention {
+namespace {
+
+constexpr std::pair<PolicyKind, const char*> kPolicyNames[] = {
+    {PolicyKind::full, "full"},     {PolicyKind::streaming, "streaming"}, {PolicyKind::infllm, "infllm"},
+    {PolicyKind::quest, "quest"},   {PolicyKind::esa, "esa"},             {PolicyKind::oracle, "oracle"}};
+
+class FullPolicy final : public Policy {
+ public:
+  explicit FullPolicy(PolicyOptions o) : Policy(std::move(o)) {}
+  Selection select(const LayerInputs&) override { return Selection{0, {{}}}; }
+};
+
+class StreamingPolicy final : public Policy {
+ public:
+  explicit StreamingPolicy(PolicyOptions o) : Policy(std::move(o)) {}
+  Selection select(const LayerInputs& in) override {
+    const ContextSplit split = split_context(options_.budget, in.chunk_begin());
+    Selection s;
+    s.local_begin = split.local_begin;
+    s.long_tokens.emplace_back(size_t(split.init_end));
+    std::iota(s.long_tokens[0].begin(), s.long_tokens[0].end(), int64_t(0));
+    return s;
+  }
+};
+
+}  // namespace
+
+const char* policy_name(PolicyKind kind) {
+  for (const auto& [k, name] : kPolicyNames) {
+    if (k == kind) return name;
+  }
+  return "?";
+}
+
+PolicyKind parse_policy(const std::string& name) {
+  for (const auto& [k, n] : kPolicyNames) {
+    if (name == n) return k;
+  }
+  ESA_FAIL("unknown policy '{}' (expected full, streaming, infllm, quest, esa or oracle)", name);
+}
+
+const char* head_mode_name(HeadMode m) { return m == HeadMode::uniform ? "uniform" : "individual"; }
+const char* score_space_name(ScoreSpace s) { return s == ScoreSpace::rotated ? "rotated" : "plain"; }
+
+HeadMode parse_head_mode(const std::string& name) {
+  if (name == "uniform") return HeadMode::uniform;
+  if (name == "individual") return HeadMode::individual;
+  ESA_FAIL("unknown --heads '{}' (expected uniform or individual)", name);
+}
+
+ScoreSpace parse_score_space(const std::string& name) {
+  if (name == "rotated") return ScoreSpace::rotated;
+  if (name == "plain") return ScoreSpace::plain;
+  ESA_FAIL("unknown --score-space '{}' (expected rotated or plain)", name);
+}
+
+void PolicyOptions::validate() const {
+  ESA_CHECK(budget.init >= 0, "--init must be >= 0, got {}", budget.init);
+  ESA_CHECK(budget.local >= 0, "--local must be >= 0, got {}", budget.local);
+  ESA_CHECK(budget.select >= 0, "--select must be >= 0, got {}", budget.select);
+  ESA_CHECK(budget.chunk >= 1, "--chunk must be >= 1, got {}", budget.chunk);
+  ESA_CHECK(eps >= 0, "--eps must be >= 0, got {}", eps);
+  ESA_CHECK(w >= -1, "--w must be >= 0 (or -1 for --local), got {}", w);
+}
+
+ContextSplit split_context(const Budget& budget, int64_t chunk_begin) {
+  // The window comes first: the initial tokens are the first `init` tokens it does not
+  // already cover. So a window that reaches back to token 0 leaves nothing to the long branch,
+  // and the policy is then exact attention.
+  ContextSplit s;
+  s.local_begin = std::max<int64_t>(0, chunk_begin - budget.local);
+  s.init_end = std::min(budget.init, s.local_begin);
+  return s;
+}
+
+std::unique_ptr<Policy> make_policy(const PolicyOptions& options, const ModelConfig& config) {
+  options.validate();
+  switch (options.kind) {
+    case PolicyKind::full: return std::make_unique<FullPolicy>(options);
+    case PolicyKind::streaming: return std::make_unique<StreamingPolicy>(options);
+    default: return make_scoring_policy(options, config);
+  }
+}
+
+}  // namespace esa::attention
