@@ -74,6 +74,18 @@ check "generate on the tiny model runs and reports speed" bash -c '[[ $0 -eq 0 ]
 "$ESA" generate --model "$TINY" --prompt "the cat" --max-new 1000 >/dev/null 2>"$WORK/err"; rc=$?
 check "generate past the trained context is an error" bash -c '[[ $0 -ne 0 ]] && grep -q "exceeds the model" "$1"' "$rc" "$WORK/err"
 
+for policy in full streaming infllm quest esa oracle; do
+  out="$("$ESA" generate --model "$TINY" --prompt "the cat sat on the mat and then the cat sat again" --max-new 4 \
+         --policy "$policy" --init 2 --local 4 --select 4 --chunk 4 2>"$WORK/err")"; rc=$?
+  check "generate --policy $policy runs" bash -c '[[ $0 -eq 0 ]] && grep -q "policy $1" "$2"' "$rc" "$policy" "$WORK/err"
+done
+"$ESA" generate --model "$TINY" --prompt "x" --policy dense >/dev/null 2>"$WORK/err"; rc=$?
+check "generate --policy dense is an error" bash -c '[[ $0 -ne 0 ]] && grep -q "unknown policy" "$1"' "$rc" "$WORK/err"
+"$ESA" generate --model "$TINY" --prompt "x" --eps -1 >/dev/null 2>"$WORK/err"; rc=$?
+check "generate --eps -1 is an error" bash -c '[[ $0 -ne 0 ]] && grep -q -- "--eps" "$1"' "$rc" "$WORK/err"
+out="$("$ESA" bench attention --shape smollm2-135m --context 2048 --steps 2 --local 256 --select 256 --init 16)"; rc=$?
+check "bench attention runs every policy" bash -c '[[ $0 -eq 0 ]] && [[ $(grep -cE "^ +2048 " <<<"$1") -eq 9 ]]' "$rc" "$out"
+
 # --- bad options ----------------------------------------------------------------------------
 "$ESA" tokenize --model "$TINY" >/dev/null 2>"$WORK/err"; rc=$?
 check "tokenize without text is an error" test $rc -ne 0 -a "$(wc -l <"$WORK/err")" -eq 1
