@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "attention/diagnostics.h"
 #include "attention/policy.h"
 #include "commands.h"
 #include "policy_flags.h"
@@ -23,6 +24,7 @@ struct GenerateCliOptions {
   int64_t max_new = 64;
   bool chat = false;
   PolicyFlags policy;
+  bool diag = false;
   int threads = 0;
   int64_t max_context = 0;
 };
@@ -57,7 +59,13 @@ void run_generate(const GenerateCliOptions& opt) {
   GenerateOptions g;
   g.max_new = opt.max_new;
   g.chunk = policy_options.budget.chunk;
-  const auto policy = attention::make_policy(policy_options, model.config());
+  std::unique_ptr<attention::Policy> policy = attention::make_policy(policy_options, model.config());
+  attention::DiagnosticPolicy* diagnostics = nullptr;
+  if (opt.diag) {
+    auto wrapped = std::make_unique<attention::DiagnosticPolicy>(std::move(policy), model.config());
+    diagnostics = wrapped.get();
+    policy = std::move(wrapped);
+  }
   g.policy = policy.get();
   g.stop_ids = tok->stop_ids();
   std::vector<int32_t> out;
@@ -78,6 +86,16 @@ void run_generate(const GenerateCliOptions& opt) {
              r.prompt_tokens, r.prefill_seconds, double(r.prompt_tokens) / r.prefill_seconds, r.tokens.size(),
              decode_tps, r.stop_reason, double(r.kv_cache_bytes) / (1 << 20), omp_get_max_threads(),
              attention::policy_name(policy_options.kind));
+  if (diagnostics != nullptr) {
+    // Per layer, over every prefill chunk and decode step: how much of the exact top-k and of
+    // the middle tokens' attention mass the policy's selection kept.
+    fmt::print(stderr, "selection diagnostics (against the exact-score oracle, over the middle tokens):\n");
+    fmt::print(stderr, "{:>6} {:>7} {:>12} {:>11} {:>10}\n", "layer", "calls", "mean recall", "min recall", "mean mass");
+    for (const auto& row : diagnostics->summary()) {
+      fmt::print(stderr, "{:>6} {:>7} {:>12.3f} {:>11.3f} {:>10.3f}\n", row.layer, row.calls, row.mean_recall,
+                 row.min_recall, row.mean_mass);
+    }
+  }
 }
 
 }  // namespace
@@ -91,6 +109,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--max-new,-n", opt->max_new, "Tokens to generate at most")->capture_default_str();
   cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
   add_policy_flags(cmd, opt->policy);
+  cmd->add_flag("--diag", opt->diag,
+                "Record per-layer selection diagnostics (oracle top-k recall, attention mass kept); slow");
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
   cmd->add_option("--max-context", opt->max_context,
                   "Longest prompt + generation allowed (0: the model's trained context)")->capture_default_str();

@@ -79,6 +79,9 @@ for policy in full streaming infllm quest esa oracle; do
          --policy "$policy" --init 2 --local 4 --select 4 --chunk 4 2>"$WORK/err")"; rc=$?
   check "generate --policy $policy runs" bash -c '[[ $0 -eq 0 ]] && grep -q "policy $1" "$2"' "$rc" "$policy" "$WORK/err"
 done
+"$ESA" generate --model "$TINY" --prompt "the cat sat on the mat and then the cat sat again" --max-new 2 --policy quest \
+  --init 2 --local 4 --select 4 --chunk 4 --diag >/dev/null 2>"$WORK/err"; rc=$?
+check "generate --diag prints per-layer recall" bash -c '[[ $0 -eq 0 ]] && grep -q "mean recall" "$1" && [[ $(grep -cE "^ +[01] +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$" "$1") -eq 2 ]]' "$rc" "$WORK/err"
 "$ESA" generate --model "$TINY" --prompt "x" --policy dense >/dev/null 2>"$WORK/err"; rc=$?
 check "generate --policy dense is an error" bash -c '[[ $0 -ne 0 ]] && grep -q "unknown policy" "$1"' "$rc" "$WORK/err"
 "$ESA" generate --model "$TINY" --prompt "x" --eps -1 >/dev/null 2>"$WORK/err"; rc=$?
