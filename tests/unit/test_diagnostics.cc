@@ -19,74 +19,20 @@
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "ops/rope.h"
+#include "support/policy_scene.h"
 #include "support/test_support.h"
 
 namespace esa::attention {
 namespace {
 
-std::vector<float> gaussian(std::mt19937_64& gen, int64_t n, float scale = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using test::gaussian;
+using test::small_options;
 
-// A two-layer KV cache of random keys, random chunk queries, and the RoPE tables.
-struct Scene {
-  int64_t layers = 2, hq, hkv, d;
-  float q_scale;
-  std::mt19937_64 gen;
-  KvCache cache;
-  ops::RopeTable rope;
-  ops::RopeAngles angles;
-
+// The shared scene (support/policy_scene.h) with queries scaled by 2 so that the softmax is peaked enough for the mass to discriminate.
+struct Scene : test::PolicyScene {
   explicit Scene(uint64_t seed, int64_t n_heads = 6, int64_t n_kv = 2, int64_t head_dim = 16, float query_scale = 2.0f)
-      : hq(n_heads), hkv(n_kv), d(head_dim), q_scale(query_scale), gen(seed), cache(2, n_kv, head_dim) {
-    RopeConfig cfg;
-    cfg.dim = d;
-    cfg.base = 10000.0;
-    rope = ops::make_rope_table(cfg);
-    angles = ops::make_rope_angles(rope, 64);  // positions past it are computed on the fly
-  }
-  void append(int64_t tokens) {
-    for (int64_t l = 0; l < layers; ++l) {
-      const std::vector<float> k = gaussian(gen, tokens * hkv * d), v = gaussian(gen, tokens * hkv * d);
-      cache.append(l, k.data(), k.data(), v.data(), tokens);
-    }
-  }
-  // Scaled so that the softmax is peaked enough for the mass to discriminate.
-  Tensor queries(int64_t T) { return Tensor({T, hq, d}, gaussian(gen, T * hq * d, q_scale)); }
-  LayerInputs inputs(int64_t layer, const Tensor& q) const {
-    LayerInputs in;
-    in.layer = layer;
-    in.q = q.view();
-    in.cache = &cache;
-    in.rope = &rope;
-    in.angles = &angles;
-    return in;
-  }
-  ModelConfig config() const {
-    ModelConfig c;
-    c.n_layers = layers;
-    c.n_heads = hq;
-    c.n_kv_heads = hkv;
-    c.head_dim = d;
-    c.hidden = hq * d;
-    return c;
-  }
+      : test::PolicyScene(seed, n_heads, n_kv, head_dim, query_scale) {}
 };
-
-PolicyOptions small_options(PolicyKind kind, HeadMode heads = HeadMode::uniform) {
-  PolicyOptions o;
-  o.kind = kind;
-  o.budget.init = 4;
-  o.budget.local = 32;
-  o.budget.select = 40;
-  o.budget.chunk = 8;
-  o.eps = 1;
-  o.heads = heads;
-  return o;
-}
 
 std::unique_ptr<DiagnosticPolicy> wrap(const PolicyOptions& o, const Scene& sc) {
   return std::make_unique<DiagnosticPolicy>(make_policy(o, sc.config()), sc.config());

@@ -27,19 +27,17 @@
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "ops/rope.h"
+#include "support/policy_scene.h"
 #include "support/test_support.h"
 
 namespace esa::attention {
 namespace {
 
+using test::gaussian;
+using test::small_options;
+
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-std::vector<float> gaussian(std::mt19937_64& gen, int64_t n, float scale = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
 
 // ---- brute-force references ------------------------------------------------------------------
 
@@ -274,60 +272,10 @@ TEST(Projection, IdentityAndRandomMatchFloat64) {
 
 // ---- policies -----------------------------------------------------------------------------------
 
-// A KV cache filled with random keys, queries for a chunk, and the RoPE tables.
-struct Scene {
-  int64_t layers = 2, hq = 6, hkv = 2, d = 16;
-  std::mt19937_64 gen;
-  KvCache cache;
-  ops::RopeTable rope;
-  ops::RopeAngles angles;
+// A KV cache filled with random keys, queries for a chunk, and the RoPE tables
+// (support/policy_scene.h).
+using Scene = test::PolicyScene;
 
-  explicit Scene(uint64_t seed, int64_t n_heads = 6, int64_t n_kv = 2, int64_t head_dim = 16)
-      : hq(n_heads), hkv(n_kv), d(head_dim), gen(seed), cache(2, n_kv, head_dim) {
-    RopeConfig cfg;
-    cfg.dim = d;
-    cfg.base = 10000.0;
-    rope = ops::make_rope_table(cfg);
-    angles = ops::make_rope_angles(rope, 64);  // positions past it are computed on the fly
-  }
-  void append(int64_t tokens) {
-    for (int64_t l = 0; l < layers; ++l) {
-      const std::vector<float> k = gaussian(gen, tokens * hkv * d), v = gaussian(gen, tokens * hkv * d);
-      cache.append(l, k.data(), k.data(), v.data(), tokens);
-    }
-  }
-  Tensor queries(int64_t T) { return Tensor({T, hq, d}, gaussian(gen, T * hq * d)); }
-  LayerInputs inputs(int64_t layer, const Tensor& q) const {
-    LayerInputs in;
-    in.layer = layer;
-    in.q = q.view();
-    in.cache = &cache;
-    in.rope = &rope;
-    in.angles = &angles;
-    return in;
-  }
-  ModelConfig config() const {
-    ModelConfig c;
-    c.n_layers = layers;
-    c.n_heads = hq;
-    c.n_kv_heads = hkv;
-    c.head_dim = d;
-    c.hidden = hq * d;
-    return c;
-  }
-};
-
-PolicyOptions small_options(PolicyKind kind, HeadMode heads = HeadMode::uniform) {
-  PolicyOptions o;
-  o.kind = kind;
-  o.budget.init = 4;
-  o.budget.local = 32;
-  o.budget.select = 40;
-  o.budget.chunk = 8;
-  o.eps = 1;
-  o.heads = heads;
-  return o;
-}
 
 // Oracle's definition in float64: per query c, f(m; c) = sum_h q_{h,c} . k_{g(h),m} (only group
 // `head` when >= 0), minus its max over M; max over c; pooled. Returns the pooled scores over M.

@@ -1,0 +1,83 @@
+// Test scaffolding shared by the attention-policy suites: a small multi-layer KV cache of
+// random keys and values, random chunk queries, the RoPE tables, and small budgets, so that
+// policies can be exercised without a model.
+#pragma once
+
+#include <random>
+#include <vector>
+
+#include "attention/policy.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "ops/rope.h"
+
+namespace esa::test {
+
+inline std::vector<float> gaussian(std::mt19937_64& gen, int64_t n, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+/// Two layers of random cached tokens (raw and "rotated" keys are the same: the policies score
+/// raw keys) and queries drawn with standard deviation `q_scale`.
+struct PolicyScene {
+  int64_t layers = 2, hq, hkv, d;
+  float q_scale;
+  std::mt19937_64 gen;
+  KvCache cache;
+  ops::RopeTable rope;
+  ops::RopeAngles angles;
+
+  explicit PolicyScene(uint64_t seed, int64_t n_heads = 6, int64_t n_kv = 2, int64_t head_dim = 16,
+                       float query_scale = 1.0f)
+      : hq(n_heads), hkv(n_kv), d(head_dim), q_scale(query_scale), gen(seed), cache(2, n_kv, head_dim) {
+    RopeConfig cfg;
+    cfg.dim = d;
+    cfg.base = 10000.0;
+    rope = ops::make_rope_table(cfg);
+    angles = ops::make_rope_angles(rope, 64);  // positions past it are computed on the fly
+  }
+  void append(int64_t tokens) {
+    for (int64_t l = 0; l < layers; ++l) {
+      const std::vector<float> k = gaussian(gen, tokens * hkv * d), v = gaussian(gen, tokens * hkv * d);
+      cache.append(l, k.data(), k.data(), v.data(), tokens);
+    }
+  }
+  Tensor queries(int64_t T) { return Tensor({T, hq, d}, gaussian(gen, T * hq * d, q_scale)); }
+  attention::LayerInputs inputs(int64_t layer, const Tensor& q) const {
+    attention::LayerInputs in;
+    in.layer = layer;
+    in.q = q.view();
+    in.cache = &cache;
+    in.rope = &rope;
+    in.angles = &angles;
+    return in;
+  }
+  ModelConfig config() const {
+    ModelConfig c;
+    c.n_layers = layers;
+    c.n_heads = hq;
+    c.n_kv_heads = hkv;
+    c.head_dim = d;
+    c.hidden = hq * d;
+    return c;
+  }
+};
+
+/// Budgets small enough that a few dozen tokens exercise every part of the split.
+inline attention::PolicyOptions small_options(attention::PolicyKind kind,
+                                              attention::HeadMode heads = attention::HeadMode::uniform) {
+  attention::PolicyOptions o;
+  o.kind = kind;
+  o.budget.init = 4;
+  o.budget.local = 32;
+  o.budget.select = 40;
+  o.budget.chunk = 8;
+  o.eps = 1;
+  o.heads = heads;
+  return o;
+}
+
+}  // namespace esa::test
