@@ -119,7 +119,6 @@ class EsaPolicy final : public ScoringPolicy {
  public:
   EsaPolicy(PolicyOptions o, Projection projection) : ScoringPolicy(std::move(o)), proj_(std::move(projection)) {
     proj_.validate();
-    ESA_CHECK(!individual(), "esa: --heads individual is not supported (esa selects once per layer, for all heads)");
   }
 
   Selection select(const LayerInputs& in) override {
@@ -143,6 +142,7 @@ class EsaPolicy final : public ScoringPolicy {
     std::vector<float> qc;                  // [T, dim]
     proj_.project_queries(in.layer, q.data(), s.T, qc);
     const float* kmid = kc.data() + s.m0 * dim;  // [|M|, dim]
+    if (individual()) return select_individual(s, in.layer, qc, kmid, dim);
     const std::vector<float> F = chunk_importance(s.T, s.middle(), [&](int64_t j0, int64_t count, float* out) {
       dot_scores(qc.data(), dim, s.T, kmid + j0 * dim, dim, count, dim, out);
     });
@@ -153,7 +153,44 @@ class EsaPolicy final : public ScoringPolicy {
   }
 
  private:
+  // Individual heads: each KV head g selects with its own block of the compressed vectors,
+  // q'_g . k'_g. That is a per-head score only when the projection maps head g's dimensions to
+  // block g alone (block-diagonal, as the identity is), which is checked once per layer.
+  Selection select_individual(const Step& s, int64_t layer, const std::vector<float>& qc, const float* kmid,
+                              int64_t dim) {
+    check_block_diagonal(layer, s.hkv, s.d);
+    const int64_t dh = dim / s.hkv;
+    Selection sel;
+    sel.local_begin = s.split.local_begin;
+    for (int64_t g = 0; g < s.hkv; ++g) {
+      const std::vector<float> F = chunk_importance(s.T, s.middle(), [&](int64_t j0, int64_t count, float* out) {
+        dot_scores(qc.data() + g * dh, dim, s.T, kmid + j0 * dim + g * dh, dim, count, dh, out);
+      });
+      sel.long_tokens.push_back(long_list(s.split.init_end, s.m0, select_top(F, options_.eps, options_.budget.select)));
+    }
+    return sel;
+  }
+
+  void check_block_diagonal(int64_t layer, int64_t hkv, int64_t d) {
+    if (int64_t(block_checked_.size()) <= layer) block_checked_.resize(size_t(layer + 1), false);
+    if (block_checked_[size_t(layer)]) return;
+    const LayerProjection& p = proj_.layers[size_t(layer)];
+    ESA_CHECK(p.dim % hkv == 0, "esa: --heads individual needs a per-KV-head projection; layer {} has d' = {} for {} KV heads",
+              layer, p.dim, hkv);
+    const int64_t dh = p.dim / hkv;
+    for (const std::vector<float>* w : {&p.wq, &p.wk}) {
+      for (int64_t r = 0; r < p.dim; ++r) {
+        for (int64_t c = 0; c < proj_.in_dim; ++c) {
+          ESA_CHECK(r / dh == c / d || (*w)[size_t(r * proj_.in_dim + c)] == 0.0f,
+                    "esa: --heads individual needs a per-KV-head (block-diagonal) projection; layer {} mixes heads", layer);
+        }
+      }
+    }
+    block_checked_[size_t(layer)] = true;
+  }
+
   Projection proj_;
+  std::vector<bool> block_checked_;
   std::vector<std::vector<float>> compressed_;  // per layer: [tokens, dim]
 };
 
@@ -385,8 +422,6 @@ std::unique_ptr<Policy> make_scoring_policy(const PolicyOptions& options, const 
     case PolicyKind::infllm: return std::make_unique<InfllmPolicy>(options);
     case PolicyKind::quest: return std::make_unique<QuestPolicy>(options);
     case PolicyKind::esa:
-      ESA_CHECK(options.heads == HeadMode::uniform,
-                "esa: --heads individual is not supported (esa selects once per layer, for all heads)");
       ESA_CHECK(options.projection.empty(), "esa: --proj {}: reading proj.h5 arrives with `esa calibrate`",
                 options.projection);
       return make_esa_policy(options, Projection::identity(config.n_layers, config.n_kv_heads * config.head_dim));

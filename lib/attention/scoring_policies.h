@@ -26,9 +26,10 @@ inline constexpr int64_t kInfllmBlock = 128;          // tokens per InfLLM memor
 inline constexpr int64_t kInfllmRepresentatives = 4;  // representative tokens per block and KV head
 inline constexpr int64_t kQuestPage = 16;             // tokens per Quest page
 
-/// The policy for kind oracle, esa, infllm or quest; throws esa::Error for any other kind, for
-/// esa with individual heads (esa selects once per layer, as the paper does) and for esa with a
-/// projection file (reading proj.h5 arrives with `esa calibrate`; "" means the identity).
+/// The policy for kind oracle, esa, infllm or quest; throws esa::Error for any other kind and for
+/// esa with a projection file (reading proj.h5 arrives with `esa calibrate`; "" means the
+/// identity). esa with individual heads needs a per-KV-head (block-diagonal) projection, as the
+/// identity is; a projection that mixes heads is an error at the first selection.
 std::unique_ptr<Policy> make_scoring_policy(const PolicyOptions& options, const ModelConfig& config);
 
 /// esa with an explicit projection (tests, benchmarks, evaluating a calibration). The projection's

@@ -119,7 +119,6 @@ TEST(DiagnosticPolicy, ReturnsTheWrappedSelectionsUnchanged) {
   const uint64_t seed = test::test_seed(31);
   for (PolicyKind kind : kAllKinds) {
     for (HeadMode heads : {HeadMode::uniform, HeadMode::individual}) {
-      if (kind == PolicyKind::esa && heads == HeadMode::individual) continue;
       Scene sc(seed);
       PolicyOptions o = small_options(kind, heads);
       auto wrapped = wrap(o, sc);
@@ -236,8 +235,7 @@ TEST(DiagnosticPolicy, MassMatchesFloat64BruteForce) {
     for (PolicyKind kind : kAllKinds) {
       for (HeadMode heads : {HeadMode::uniform, HeadMode::individual}) {
         for (ScoreSpace space : {ScoreSpace::rotated, ScoreSpace::plain}) {
-          if (kind == PolicyKind::esa && heads == HeadMode::individual) continue;
-          if (S > 1000 && kind != PolicyKind::oracle && kind != PolicyKind::quest) continue;  // keep it quick
+              if (S > 1000 && kind != PolicyKind::oracle && kind != PolicyKind::quest) continue;  // keep it quick
           Scene sc(seed, 4, 2, 16);
           sc.append(S);
           PolicyOptions o = small_options(kind, heads);

@@ -338,8 +338,10 @@ TEST(OraclePolicy, PicksTheFloat64TopKOfItsDefinition) {
 }
 
 TEST(EsaPolicy, IdentityProjectionSelectsExactlyOraclesTokens) {
+  for (auto heads : {HeadMode::uniform, HeadMode::individual}) {
+  SCOPED_TRACE(head_mode_name(heads));
   Scene sc(test::test_seed(12));
-  PolicyOptions o = small_options(PolicyKind::oracle);
+  PolicyOptions o = small_options(PolicyKind::oracle, heads);
   PolicyOptions e = o;
   e.kind = PolicyKind::esa;
   auto oracle = make_scoring_policy(o, sc.config());
@@ -360,6 +362,7 @@ TEST(EsaPolicy, IdentityProjectionSelectsExactlyOraclesTokens) {
     }
   }
   EXPECT_GT(compared, 0) << "the scene never had more middle tokens than the budget";
+  }
 }
 
 TEST(EsaPolicy, RandomProjectionRanksByCompressedScores) {
@@ -569,7 +572,11 @@ TEST(ScoringPolicies, RespectTheBudgetAndTheWindow) {
 TEST(ScoringPolicies, FactoryRejectsWhatItCannotDo) {
   Scene sc(test::test_seed(17));
   PolicyOptions o = small_options(PolicyKind::esa, HeadMode::individual);
-  EXPECT_THROW(make_scoring_policy(o, sc.config()), Error);
+  // Individual heads need a per-KV-head projection: a random one mixes heads.
+  auto mixing = make_esa_policy(o, Projection::random(sc.layers, sc.hkv * sc.d, 8, 3));
+  sc.append(200);
+  const Tensor q1 = sc.queries(1);
+  EXPECT_THROW(mixing->select(sc.inputs(0, q1)), Error);
   o.heads = HeadMode::uniform;
   o.projection = "proj.h5";
   EXPECT_THROW(make_scoring_policy(o, sc.config()), Error);
