@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "model/generate.h"
 #include "model/llama.h"
 #include "text/tokenizer.h"
 
@@ -173,9 +174,7 @@ void run_bench_model(const BenchModelOptions& opt) {
                          2.0 * double(c.vocab * c.hidden);
     const auto t1 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < opt.decode; ++i) {
-      int64_t best = 0;
-      for (int64_t j = 1; j < logits.numel(); ++j) if (logits.data()[j] > logits.data()[best]) best = j;
-      const int32_t next = int32_t(best);
+      const int32_t next = argmax(logits.data(), logits.numel());
       logits = model.forward(std::span<const int32_t>(&next, 1), cache, fwd);
     }
     const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();

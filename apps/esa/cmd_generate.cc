@@ -42,10 +42,7 @@ void run_generate(const GenerateCliOptions& opt) {
 
   std::string input = opt.prompt;
   if (opt.chat) {
-    const text::ChatTemplate t = text::detect_chat_template(tok->spec());
-    ESA_CHECK(t != text::ChatTemplate::none, "{}: --chat: the model ships no chat template esa knows", opt.model);
-    const text::ChatMessage message{"user", opt.prompt};
-    input = text::apply_chat_template(t, {&message, 1}, text::chat_options_for(tok->spec()));
+    input = text::chat_prompt(tok->spec(), opt.prompt);
   }
   const std::vector<int32_t> prompt = tok->encode(input, /*add_special=*/true, /*parse_special=*/opt.chat);
   const int64_t max_context = opt.max_context > 0 ? opt.max_context : model.config().context;

@@ -68,10 +68,7 @@ void run_tokenize(const TokenizeOptions& opt) {
     input = read_file(opt.file);
   }
   if (opt.chat) {
-    const text::ChatTemplate t = text::detect_chat_template(tok->spec());
-    ESA_CHECK(t != text::ChatTemplate::none, "{}: --chat: the model ships no chat template esa knows", opt.model);
-    const text::ChatMessage message{"user", input};
-    input = text::apply_chat_template(t, {&message, 1}, text::chat_options_for(tok->spec()));
+    input = text::chat_prompt(tok->spec(), input);
   }
   const std::vector<int32_t> ids = tok->encode(input, opt.add_special, opt.parse_special);
   if (opt.ids_only) {

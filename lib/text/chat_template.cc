@@ -137,4 +137,11 @@ std::string apply_chat_template(ChatTemplate t, std::span<const ChatMessage> mes
   ESA_FAIL("chat template 'none' cannot render messages");
 }
 
+std::string chat_prompt(const TokenizerSpec& spec, const std::string& user_text) {
+  const ChatTemplate t = detect_chat_template(spec);
+  ESA_CHECK(t != ChatTemplate::none, "{}: --chat: the model ships no chat template esa knows", spec.source);
+  const ChatMessage message{"user", user_text};
+  return apply_chat_template(t, {&message, 1}, chat_options_for(spec));
+}
+
 }  // namespace esa::text

@@ -41,6 +41,11 @@ extern const char* const kSmolLmDefaultSystem;
 /// none is inserted when the template holds no such literal. Other templates: the defaults.
 ChatOptions chat_options_for(const TokenizerSpec& spec);
 
+/// One user message in the tokenizer's own chat template, with its default system prompt and
+/// the generation prompt: what `--chat` means on every command. Throws esa::Error naming
+/// spec.source when the tokenizer ships no template esa knows.
+std::string chat_prompt(const TokenizerSpec& spec, const std::string& user_text);
+
 /// Renders messages to the exact text the model was trained on. The text spells the special
 /// tokens (and Llama-3's/Mistral's BOS), so encode it with parse_special and without add_special.
 /// ChatML: [system]{"<|im_start|>" role "\n" content "<|im_end|>\n"}["<|im_start|>assistant\n"].

@@ -3,6 +3,7 @@
 // policies can be exercised without a model.
 #pragma once
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -65,6 +66,23 @@ struct PolicyScene {
     return c;
   }
 };
+
+/// Reference RoPE: x [heads, d] rotated to `position` in float64, adjacent pairs (the tests' RoPE style).
+inline std::vector<double> ref_rotate(const float* x, int64_t heads, int64_t d, int64_t position, const ops::RopeTable& t) {
+  std::vector<double> out(x, x + heads * d);
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < t.dim / 2; ++i) {
+      const double angle = double(position) * t.inv_freq[size_t(i)];
+      const double c = std::cos(angle), s = std::sin(angle);
+      double& a = out[size_t(h * d + 2 * i)];
+      double& b = out[size_t(h * d + 2 * i + 1)];
+      const double x1 = a, x2 = b;
+      a = x1 * c - x2 * s;
+      b = x2 * c + x1 * s;
+    }
+  }
+  return out;
+}
 
 /// Budgets small enough that a few dozen tokens exercise every part of the split.
 inline attention::PolicyOptions small_options(attention::PolicyKind kind,

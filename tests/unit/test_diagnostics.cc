@@ -26,6 +26,7 @@ namespace esa::attention {
 namespace {
 
 using test::gaussian;
+using test::ref_rotate;
 using test::small_options;
 
 // The shared scene (support/policy_scene.h) with queries scaled by 2 so that the softmax is peaked enough for the mass to discriminate.
@@ -42,22 +43,6 @@ std::string describe(const PolicyOptions& o) {
   return std::string(policy_name(o.kind)) + " " + head_mode_name(o.heads) + " " + score_space_name(o.score_space);
 }
 
-// x [heads, d] rotated to `position` in float64, adjacent pairs (the tests' RoPE style).
-std::vector<double> ref_rotate(const float* x, int64_t heads, int64_t d, int64_t position, const ops::RopeTable& t) {
-  std::vector<double> out(x, x + heads * d);
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t i = 0; i < t.dim / 2; ++i) {
-      const double angle = double(position) * t.inv_freq[size_t(i)];
-      const double c = std::cos(angle), s = std::sin(angle);
-      double& a = out[size_t(h * d + 2 * i)];
-      double& b = out[size_t(h * d + 2 * i + 1)];
-      const double x1 = a, x2 = b;
-      a = x1 * c - x2 * s;
-      b = x2 * c + x1 * s;
-    }
-  }
-  return out;
-}
 
 // The mass of diagnostics.h in float64, written from the definition: per query head and chunk
 // query, a softmax over M of q . k / sqrt(d) in the score space, summed over the middle tokens

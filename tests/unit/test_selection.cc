@@ -34,6 +34,7 @@ namespace esa::attention {
 namespace {
 
 using test::gaussian;
+using test::ref_rotate;
 using test::small_options;
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
@@ -62,22 +63,6 @@ std::vector<int64_t> ref_top_k(const std::vector<double>& s, int64_t k) {
   return idx;
 }
 
-// x [heads, d] rotated to `position` in float64, adjacent pairs (the tests' RoPE style).
-std::vector<double> ref_rotate(const float* x, int64_t heads, int64_t d, int64_t position, const ops::RopeTable& t) {
-  std::vector<double> out(x, x + heads * d);
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t i = 0; i < t.dim / 2; ++i) {
-      const double angle = double(position) * t.inv_freq[size_t(i)];
-      const double c = std::cos(angle), s = std::sin(angle);
-      double& a = out[size_t(h * d + 2 * i)];
-      double& b = out[size_t(h * d + 2 * i + 1)];
-      const double x1 = a, x2 = b;
-      a = x1 * c - x2 * s;
-      b = x2 * c + x1 * s;
-    }
-  }
-  return out;
-}
 
 // The chosen middle tokens of a list: checks the initial tokens lead it and strips them.
 std::vector<int64_t> middle_of(const std::vector<int64_t>& list, int64_t init_end) {
