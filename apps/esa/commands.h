@@ -12,6 +12,8 @@ void register_info(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_dump(CLI::App& app);
+void register_calibrate(CLI::App& app);
 /// `esa bench attention`, added under the bench command.
 void register_bench_attention(CLI::App& bench);
 

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/run_info.h"
 #include "core/version.h"
 
 namespace esa::cli {
@@ -20,6 +21,7 @@ std::string default_model_path() {
 }  // namespace esa::cli
 
 int main(int argc, char** argv) {
+  esa::set_command_line(argc, argv);
   CLI::App app{"esa: Efficient Selective Attention for long-context LLM inference"};
   app.set_version_flag("--version", fmt::format("esa {} (git {})", esa::version(), esa::git_revision()),
                        "Print the version and git revision, then exit");
@@ -28,6 +30,8 @@ int main(int argc, char** argv) {
   esa::cli::register_info(app);
   esa::cli::register_tokenize(app);
   esa::cli::register_generate(app);
+  esa::cli::register_dump(app);
+  esa::cli::register_calibrate(app);
   esa::cli::register_bench(app);
   try {
     app.parse(argc, argv);

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <limits>
 
+#include "attention/projection_file.h"
 #include "attention/selection.h"
 #include "core/error.h"
 
@@ -71,14 +72,9 @@ class ScoringPolicy : public Policy {
     return sel;
   }
 
-  // q~ [T, Hkv, d] in the score space: folded, then rotated to w (RoPE is linear and the same
-  // for every head, so rotating the Hkv folded rows equals folding the Hq rotated ones).
+  // q~ [T, Hkv, d] in the options' score space.
   Tensor score_queries(const LayerInputs& in, const Step& s) const {
-    Tensor q = gqa_fold(in.q, s.hkv);
-    if (options_.score_space == ScoreSpace::rotated) {
-      q = rotate_to_position(q.view(), options_.query_position(), *in.rope, in.angles);
-    }
-    return q;
+    return score_space_queries(in, s.hkv, options_.score_space, options_.query_position());
   }
 
   // Per-layer state vectors, grown on first use.
@@ -409,6 +405,14 @@ class QuestPolicy final : public ScoringPolicy {
 
 }  // namespace
 
+Tensor score_space_queries(const LayerInputs& in, int64_t n_kv_heads, ScoreSpace space, int64_t w) {
+  // RoPE is linear and the same for every head: rotating the Hkv folded rows equals folding
+  // the Hq rotated ones, at a fraction of the cost.
+  Tensor q = gqa_fold(in.q, n_kv_heads);
+  if (space == ScoreSpace::rotated) q = rotate_to_position(q.view(), w, *in.rope, in.angles);
+  return q;
+}
+
 std::unique_ptr<Policy> make_esa_policy(const PolicyOptions& options, Projection projection) {
   options.validate();
   ESA_CHECK(options.kind == PolicyKind::esa, "make_esa_policy: policy '{}' is not esa", policy_name(options.kind));
@@ -422,8 +426,9 @@ std::unique_ptr<Policy> make_scoring_policy(const PolicyOptions& options, const 
     case PolicyKind::infllm: return std::make_unique<InfllmPolicy>(options);
     case PolicyKind::quest: return std::make_unique<QuestPolicy>(options);
     case PolicyKind::esa:
-      ESA_CHECK(options.projection.empty(), "esa: --proj {}: reading proj.h5 arrives with `esa calibrate`",
-                options.projection);
+      if (!options.projection.empty()) {
+        return make_esa_policy(options, read_projection(options.projection, config, options));
+      }
       return make_esa_policy(options, Projection::identity(config.n_layers, config.n_kv_heads * config.head_dim));
     default:
       ESA_FAIL("make_scoring_policy: '{}' is not a scoring policy (oracle, esa, infllm, quest)",

@@ -26,9 +26,13 @@ inline constexpr int64_t kInfllmBlock = 128;          // tokens per InfLLM memor
 inline constexpr int64_t kInfllmRepresentatives = 4;  // representative tokens per block and KV head
 inline constexpr int64_t kQuestPage = 16;             // tokens per Quest page
 
-/// The policy for kind oracle, esa, infllm or quest; throws esa::Error for any other kind and for
-/// esa with a projection file (reading proj.h5 arrives with `esa calibrate`; "" means the
-/// identity). esa with individual heads needs a per-KV-head (block-diagonal) projection, as the
+/// The chunk's queries in the score space: in.q [T, Hq, d] (before RoPE) folded over each KV
+/// group to [T, Hkv, d] and, for `rotated`, rotated to position w. What every scoring policy
+/// scores with, and what `esa dump` records for calibration.
+Tensor score_space_queries(const LayerInputs& in, int64_t n_kv_heads, ScoreSpace space, int64_t w);
+
+/// The policy for kind oracle, esa, infllm or quest; throws esa::Error for any other kind. esa reads
+/// options.projection (proj.h5, projection_file.h; "" means the identity projection). esa with individual heads needs a per-KV-head (block-diagonal) projection, as the
 /// identity is; a projection that mixes heads is an error at the first selection.
 std::unique_ptr<Policy> make_scoring_policy(const PolicyOptions& options, const ModelConfig& config);
 

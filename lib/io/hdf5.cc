@@ -1,0 +1,531 @@
+// HDF5 wrapper; see hdf5.h. Uses the C API: every call's status is checked and turned into an
+// esa::Error naming the file and object, and every handle is closed by a small RAII guard.
+#include "io/hdf5.h"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <utility>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace esa::io {
+namespace {
+
+static_assert(sizeof(hid_t) == sizeof(int64_t), "hid_t is 64-bit since HDF5 1.10");
+
+// HDF5 prints its error stack to stderr by default; esa reports its own one-line errors.
+void quiet_hdf5() {
+  static const bool done = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)done;
+}
+
+// Closes an HDF5 identifier with the function for its kind.
+class Handle {
+ public:
+  Handle() = default;
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, -1)), close_(o.close_) {}
+  Handle& operator=(Handle&& o) noexcept {
+    reset();
+    id_ = std::exchange(o.id_, -1);
+    close_ = o.close_;
+    return *this;
+  }
+  ~Handle() { reset(); }
+  hid_t get() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+  void reset() {
+    if (id_ >= 0 && close_ != nullptr) close_(id_);
+    id_ = -1;
+  }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+// IEEE binary16, little-endian, as h5py defines it (numpy float16 on the Python side).
+hid_t half_type() {
+  static const hid_t type = [] {
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    H5Tset_fields(t, 15, 10, 5, 0, 10);
+    H5Tset_size(t, 2);
+    H5Tset_ebias(t, 15);
+    H5Tlock(t);
+    return t;
+  }();
+  return type;
+}
+
+Handle utf8_string_type() {
+  Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(t.get(), H5T_VARIABLE);
+  H5Tset_cset(t.get(), H5T_CSET_UTF8);
+  return t;
+}
+
+Handle link_create_plist() {
+  Handle p(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(p.get(), 1);
+  return p;
+}
+
+std::vector<hsize_t> to_hsize(const std::vector<int64_t>& shape) {
+  std::vector<hsize_t> out;
+  for (int64_t d : shape) out.push_back(hsize_t(d));
+  return out;
+}
+
+size_t element_count(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= size_t(d);
+  return n;
+}
+
+}  // namespace
+
+// ---- file ---------------------------------------------------------------------------------------
+
+H5File H5File::create(const std::string& path) {
+  quiet_hdf5();
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ESA_CHECK(id >= 0, "{}: cannot create the HDF5 file (is the folder writable?)", path);
+  return H5File(path, id);
+}
+
+H5File H5File::open(const std::string& path) {
+  quiet_hdf5();
+  ESA_CHECK(std::filesystem::is_regular_file(path), "{}: no such file", path);
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ESA_CHECK(id >= 0, "{}: not a readable HDF5 file (truncated, corrupt or another format)", path);
+  return H5File(path, id);
+}
+
+H5File H5File::open_rw(const std::string& path) {
+  quiet_hdf5();
+  ESA_CHECK(std::filesystem::is_regular_file(path), "{}: no such file", path);
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ESA_CHECK(id >= 0, "{}: cannot open the HDF5 file for writing (truncated, corrupt, read-only or in use)", path);
+  return H5File(path, id);
+}
+
+H5File::H5File(H5File&& o) noexcept : path_(std::move(o.path_)), id_(std::exchange(o.id_, -1)) {}
+
+H5File& H5File::operator=(H5File&& o) noexcept {
+  if (this != &o) {
+    if (id_ >= 0) H5Fclose(id_);
+    path_ = std::move(o.path_);
+    id_ = std::exchange(o.id_, -1);
+  }
+  return *this;
+}
+
+H5File::~H5File() {
+  if (id_ >= 0) H5Fclose(id_);
+}
+
+void H5File::close() {
+  if (id_ < 0) return;
+  const herr_t flushed = H5Fflush(id_, H5F_SCOPE_LOCAL);
+  const herr_t closed = H5Fclose(id_);
+  id_ = -1;
+  ESA_CHECK(flushed >= 0 && closed >= 0, "{}: writing the HDF5 file failed (disk full?)", path_);
+}
+
+void H5File::flush() {
+  ESA_CHECK(H5Fflush(id_or_fail(), H5F_SCOPE_LOCAL) >= 0, "{}: flushing the HDF5 file failed (disk full?)", path_);
+}
+
+int64_t H5File::id_or_fail() const {
+  ESA_CHECK(id_ >= 0, "{}: HDF5 file used after close", path_);
+  return id_;
+}
+
+std::string H5File::where(const std::string& object) const { return path_ + ": " + object; }
+
+bool H5File::exists(const std::string& object) const {
+  const hid_t f = id_or_fail();
+  if (object.empty() || object == "/") return true;
+  // H5Lexists fails (rather than answering no) when a parent is missing: walk the path.
+  std::string prefix;
+  size_t pos = object[0] == '/' ? 1 : 0;
+  while (pos <= object.size()) {
+    const size_t next = std::min(object.find('/', pos), object.size());
+    prefix = object.substr(0, next);
+    if (H5Lexists(f, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    pos = next + 1;
+  }
+  return true;
+}
+
+void H5File::create_group(const std::string& group) {
+  if (exists(group)) return;
+  Handle lcpl = link_create_plist();
+  Handle g(H5Gcreate2(id_or_fail(), group.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  ESA_CHECK(g.ok(), "{}: cannot create the group", where(group));
+}
+
+std::vector<std::string> H5File::members(const std::string& group) const {
+  ESA_CHECK(exists(group), "{}: no such group", where(group));
+  Handle g(H5Gopen2(id_or_fail(), group.c_str(), H5P_DEFAULT), H5Gclose);
+  ESA_CHECK(g.ok(), "{}: not a group", where(group));
+  H5G_info_t info;
+  ESA_CHECK(H5Gget_info(g.get(), &info) >= 0, "{}: cannot list the group", where(group));
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t len = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    ESA_CHECK(len >= 0, "{}: cannot list the group", where(group));
+    std::string name(size_t(len) + 1, '\0');
+    H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
+    name.resize(size_t(len));
+    names.push_back(std::move(name));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void H5File::ensure_parent(const std::string& object) {
+  const size_t slash = object.rfind('/');
+  if (slash != std::string::npos && slash > 0) create_group(object.substr(0, slash));
+}
+
+// ---- attributes ---------------------------------------------------------------------------------
+
+void H5File::set_attr_raw(const std::string& object, const std::string& name, int64_t type, const void* data,
+                          int64_t count) {
+  ESA_CHECK(exists(object), "{}: no such object for attribute '{}'", where(object), name);
+  Handle obj(H5Oopen(id_or_fail(), object.c_str(), H5P_DEFAULT), H5Oclose);
+  ESA_CHECK(obj.ok(), "{}: cannot open the object for attribute '{}'", where(object), name);
+  if (H5Aexists(obj.get(), name.c_str()) > 0) H5Adelete(obj.get(), name.c_str());
+  Handle space;
+  if (count < 0) {
+    space = Handle(H5Screate(H5S_SCALAR), H5Sclose);
+  } else {
+    const hsize_t dims[1] = {hsize_t(count)};
+    space = Handle(H5Screate_simple(1, dims, nullptr), H5Sclose);
+  }
+  Handle attr(H5Acreate2(obj.get(), name.c_str(), hid_t(type), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  ESA_CHECK(attr.ok() && H5Awrite(attr.get(), hid_t(type), data) >= 0, "{}: cannot write attribute '{}'",
+            where(object), name);
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, const std::string& value) {
+  Handle t = utf8_string_type();
+  const char* p = value.c_str();
+  set_attr_raw(object, name, t.get(), &p, -1);
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, int64_t value) {
+  set_attr_raw(object, name, H5T_NATIVE_INT64, &value, -1);
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, double value) {
+  set_attr_raw(object, name, H5T_NATIVE_DOUBLE, &value, -1);
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, std::span<const int64_t> values) {
+  set_attr_raw(object, name, H5T_NATIVE_INT64, values.data(), int64_t(values.size()));
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, std::span<const double> values) {
+  set_attr_raw(object, name, H5T_NATIVE_DOUBLE, values.data(), int64_t(values.size()));
+}
+
+bool H5File::has_attr(const std::string& object, const std::string& name) const {
+  if (!exists(object)) return false;
+  return H5Aexists_by_name(id_or_fail(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::string H5File::attr_string(const std::string& object, const std::string& name) const {
+  ESA_CHECK(has_attr(object, name), "{}: missing attribute '{}'", where(object), name);
+  Handle attr(H5Aopen_by_name(id_or_fail(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  ESA_CHECK(type.ok() && H5Tget_class(type.get()) == H5T_STRING && H5Sget_simple_extent_npoints(space.get()) == 1,
+            "{}: attribute '{}' is not a string", where(object), name);
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle mem = utf8_string_type();
+    char* p = nullptr;
+    ESA_CHECK(H5Aread(attr.get(), mem.get(), &p) >= 0, "{}: cannot read attribute '{}'", where(object), name);
+    std::string out = p != nullptr ? std::string(p) : std::string();
+    H5free_memory(p);
+    return out;
+  }
+  const size_t size = H5Tget_size(type.get());
+  std::string out(size, '\0');
+  Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(mem.get(), size);
+  ESA_CHECK(H5Aread(attr.get(), mem.get(), out.data()) >= 0, "{}: cannot read attribute '{}'", where(object), name);
+  out.resize(std::min(out.find('\0'), out.size()));
+  return out;
+}
+
+std::vector<double> H5File::attr_numbers(const std::string& object, const std::string& name) const {
+  ESA_CHECK(has_attr(object, name), "{}: missing attribute '{}'", where(object), name);
+  Handle attr(H5Aopen_by_name(id_or_fail(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  const H5T_class_t cls = type.ok() ? H5Tget_class(type.get()) : H5T_NO_CLASS;
+  ESA_CHECK(cls == H5T_INTEGER || cls == H5T_FLOAT, "{}: attribute '{}' is not a number", where(object), name);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  ESA_CHECK(n >= 0 && n < (hssize_t(1) << 24), "{}: attribute '{}' has a bad size", where(object), name);
+  std::vector<double> out(static_cast<size_t>(n));
+  ESA_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, out.data()) >= 0, "{}: cannot read attribute '{}'", where(object),
+            name);
+  return out;
+}
+
+int64_t H5File::attr_int(const std::string& object, const std::string& name) const {
+  const auto v = attr_numbers(object, name);
+  ESA_CHECK(v.size() == 1, "{}: attribute '{}' has {} values, expected one", where(object), name, v.size());
+  ESA_CHECK(v[0] == double(int64_t(v[0])), "{}: attribute '{}' = {} is not an integer", where(object), name, v[0]);
+  return int64_t(v[0]);
+}
+
+double H5File::attr_double(const std::string& object, const std::string& name) const {
+  const auto v = attr_numbers(object, name);
+  ESA_CHECK(v.size() == 1, "{}: attribute '{}' has {} values, expected one", where(object), name, v.size());
+  return v[0];
+}
+
+std::vector<int64_t> H5File::attr_ints(const std::string& object, const std::string& name) const {
+  std::vector<int64_t> out;
+  for (double x : attr_numbers(object, name)) {
+    ESA_CHECK(x == double(int64_t(x)), "{}: attribute '{}' holds {}, not an integer", where(object), name, x);
+    out.push_back(int64_t(x));
+  }
+  return out;
+}
+
+std::vector<double> H5File::attr_doubles(const std::string& object, const std::string& name) const {
+  return attr_numbers(object, name);
+}
+
+// ---- datasets -----------------------------------------------------------------------------------
+
+void H5File::write_raw(const std::string& dataset, const void* data, int64_t mem_type, int64_t file_type,
+                       const std::vector<int64_t>& shape, size_t n) {
+  ESA_CHECK(element_count(shape) == n, "{}: {} values for shape of {} elements", where(dataset), n,
+            element_count(shape));
+  ESA_CHECK(!exists(dataset), "{}: dataset exists already", where(dataset));
+  const auto dims = to_hsize(shape);
+  Handle space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
+  Handle lcpl = link_create_plist();
+  Handle ds(H5Dcreate2(id_or_fail(), dataset.c_str(), hid_t(file_type), space.get(), lcpl.get(), H5P_DEFAULT,
+                       H5P_DEFAULT),
+            H5Dclose);
+  ESA_CHECK(ds.ok(), "{}: cannot create the dataset", where(dataset));
+  if (n > 0) {
+    ESA_CHECK(H5Dwrite(ds.get(), hid_t(mem_type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
+              "{}: writing the dataset failed (disk full?)", where(dataset));
+  }
+}
+
+void H5File::write(const std::string& dataset, std::span<const float> data, const std::vector<int64_t>& shape,
+                   H5Float type) {
+  if (type == H5Float::f32) {
+    write_raw(dataset, data.data(), H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, shape, data.size());
+    return;
+  }
+  std::vector<uint16_t> half(data.size());
+  for (size_t i = 0; i < data.size(); ++i) half[i] = float_to_fp16(data[i]);
+  write_raw(dataset, half.data(), half_type(), half_type(), shape, half.size());
+}
+
+void H5File::write(const std::string& dataset, std::span<const double> data, const std::vector<int64_t>& shape) {
+  write_raw(dataset, data.data(), H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, shape, data.size());
+}
+
+void H5File::write(const std::string& dataset, std::span<const int64_t> data, const std::vector<int64_t>& shape) {
+  write_raw(dataset, data.data(), H5T_NATIVE_INT64, H5T_STD_I64LE, shape, data.size());
+}
+
+void H5File::write(const std::string& dataset, std::span<const int32_t> data, const std::vector<int64_t>& shape) {
+  write_raw(dataset, data.data(), H5T_NATIVE_INT32, H5T_STD_I32LE, shape, data.size());
+}
+
+void H5File::write(const std::string& dataset, const std::vector<std::string>& data) {
+  Handle t = utf8_string_type();
+  std::vector<const char*> ptrs;
+  for (const auto& s : data) ptrs.push_back(s.c_str());
+  write_raw(dataset, ptrs.data(), t.get(), t.get(), {int64_t(data.size())}, data.size());
+}
+
+std::vector<int64_t> H5File::shape(const std::string& dataset) const {
+  ESA_CHECK(exists(dataset), "{}: missing dataset", where(dataset));
+  Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  ESA_CHECK(ds.ok(), "{}: not a dataset", where(dataset));
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  ESA_CHECK(rank >= 0 && rank <= 8, "{}: bad dataspace", where(dataset));
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  std::vector<int64_t> out;
+  for (hsize_t d : dims) out.push_back(int64_t(d));
+  return out;
+}
+
+void H5File::read_raw(const std::string& dataset, int64_t mem_type, void* out, size_t n, int64_t row0,
+                      int64_t rows) const {
+  Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  ESA_CHECK(ds.ok(), "{}: missing dataset", where(dataset));
+  if (n == 0) return;
+  herr_t status;
+  if (row0 < 0) {
+    status = H5Dread(ds.get(), hid_t(mem_type), H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  } else {
+    Handle file_space(H5Dget_space(ds.get()), H5Sclose);
+    const int rank = H5Sget_simple_extent_ndims(file_space.get());
+    std::vector<hsize_t> dims(size_t(std::max(rank, 1)));
+    H5Sget_simple_extent_dims(file_space.get(), dims.data(), nullptr);
+    std::vector<hsize_t> start(dims.size(), 0), count = dims;
+    start[0] = hsize_t(row0);
+    count[0] = hsize_t(rows);
+    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+    const hsize_t mem_dims[1] = {hsize_t(n)};
+    Handle mem_space(H5Screate_simple(1, mem_dims, nullptr), H5Sclose);
+    status = H5Dread(ds.get(), hid_t(mem_type), mem_space.get(), file_space.get(), H5P_DEFAULT, out);
+  }
+  ESA_CHECK(status >= 0, "{}: reading the dataset failed (truncated or corrupt file, or not numeric)", where(dataset));
+}
+
+namespace {
+
+// Whether a dataset's file type is a 2-byte float (read bit for bit, converted by esa).
+bool is_half(hid_t file, const std::string& dataset) {
+  Handle ds(H5Dopen2(file, dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!ds.ok()) return false;
+  Handle t(H5Dget_type(ds.get()), H5Tclose);
+  return t.ok() && H5Tget_class(t.get()) == H5T_FLOAT && H5Tget_size(t.get()) == 2;
+}
+
+}  // namespace
+
+std::vector<float> H5File::read_float_rows(const std::string& dataset, int64_t row0, int64_t rows) const {
+  const std::vector<int64_t> dims = shape(dataset);
+  ESA_CHECK(!dims.empty(), "{}: scalar dataset, expected rows", where(dataset));
+  ESA_CHECK(row0 >= 0 && rows >= 0 && row0 + rows <= dims[0], "{}: rows [{}, {}) outside its {} rows", where(dataset),
+            row0, row0 + rows, dims[0]);
+  size_t n = size_t(rows);
+  for (size_t i = 1; i < dims.size(); ++i) n *= size_t(dims[i]);
+  std::vector<float> out(n);
+  if (is_half(id_or_fail(), dataset)) {
+    std::vector<uint16_t> half(n);
+    read_raw(dataset, half_type(), half.data(), n, row0, rows);
+    for (size_t i = 0; i < n; ++i) out[i] = fp16_to_float(half[i]);
+  } else {
+    read_raw(dataset, H5T_NATIVE_FLOAT, out.data(), n, row0, rows);
+  }
+  return out;
+}
+
+std::vector<float> H5File::read_floats(const std::string& dataset) const {
+  const std::vector<int64_t> dims = shape(dataset);
+  if (dims.empty()) {
+    std::vector<float> out(1);
+    read_raw(dataset, H5T_NATIVE_FLOAT, out.data(), 1);
+    return out;
+  }
+  return read_float_rows(dataset, 0, dims[0]);
+}
+
+std::vector<double> H5File::read_doubles(const std::string& dataset) const {
+  std::vector<double> out(element_count(shape(dataset)));
+  read_raw(dataset, H5T_NATIVE_DOUBLE, out.data(), out.size());
+  return out;
+}
+
+std::vector<int64_t> H5File::read_ints(const std::string& dataset) const {
+  std::vector<int64_t> out(element_count(shape(dataset)));
+  {
+    Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+    Handle t(H5Dget_type(ds.get()), H5Tclose);
+    ESA_CHECK(t.ok() && H5Tget_class(t.get()) == H5T_INTEGER, "{}: not an integer dataset", where(dataset));
+  }
+  read_raw(dataset, H5T_NATIVE_INT64, out.data(), out.size());
+  return out;
+}
+
+std::vector<std::string> H5File::read_strings(const std::string& dataset) const {
+  const size_t n = element_count(shape(dataset));
+  Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  Handle t(H5Dget_type(ds.get()), H5Tclose);
+  ESA_CHECK(t.ok() && H5Tget_class(t.get()) == H5T_STRING && H5Tis_variable_str(t.get()) > 0,
+            "{}: not a dataset of variable-length strings", where(dataset));
+  Handle mem = utf8_string_type();
+  std::vector<char*> ptrs(n, nullptr);
+  if (n > 0) {
+    ESA_CHECK(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0,
+              "{}: reading the dataset failed", where(dataset));
+  }
+  std::vector<std::string> out;
+  for (char* p : ptrs) {
+    out.emplace_back(p != nullptr ? p : "");
+    H5free_memory(p);
+  }
+  return out;
+}
+
+// ---- appender -----------------------------------------------------------------------------------
+
+H5File::Appender::Appender(H5File& file, const std::string& dataset, const std::vector<int64_t>& row_shape,
+                           H5Float type, int64_t chunk_rows, int deflate)
+    : file_(&file), name_(dataset), row_shape_(row_shape), type_(type) {
+  ESA_CHECK(chunk_rows >= 1, "{}: chunk of {} rows", file.where(dataset), chunk_rows);
+  for (int64_t d : row_shape) row_size_ *= d;
+  ESA_CHECK(!file.exists(dataset), "{}: dataset exists already", file.where(dataset));
+  std::vector<hsize_t> dims{0}, max_dims{H5S_UNLIMITED}, chunk{hsize_t(chunk_rows)};
+  for (int64_t d : row_shape) {
+    dims.push_back(hsize_t(d));
+    max_dims.push_back(hsize_t(d));
+    chunk.push_back(hsize_t(d));
+  }
+  Handle space(H5Screate_simple(int(dims.size()), dims.data(), max_dims.data()), H5Sclose);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data());
+  if (deflate > 0) {
+    H5Pset_shuffle(dcpl.get());
+    H5Pset_deflate(dcpl.get(), unsigned(deflate));
+  }
+  Handle lcpl = link_create_plist();
+  const hid_t file_type = type == H5Float::f16 ? half_type() : H5T_IEEE_F32LE;
+  Handle ds(H5Dcreate2(file.id_or_fail(), dataset.c_str(), file_type, space.get(), lcpl.get(), dcpl.get(),
+                       H5P_DEFAULT),
+            H5Dclose);
+  ESA_CHECK(ds.ok(), "{}: cannot create the dataset", file.where(dataset));
+}
+
+void H5File::Appender::append(const float* rows, int64_t n) {
+  if (n <= 0) return;
+  Handle ds(H5Dopen2(file_->id_or_fail(), name_.c_str(), H5P_DEFAULT), H5Dclose);
+  ESA_CHECK(ds.ok(), "{}: dataset disappeared", file_->where(name_));
+  std::vector<hsize_t> dims{hsize_t(rows_ + n)}, start{hsize_t(rows_)}, count{hsize_t(n)};
+  for (int64_t d : row_shape_) {
+    dims.push_back(hsize_t(d));
+    start.push_back(0);
+    count.push_back(hsize_t(d));
+  }
+  ESA_CHECK(H5Dset_extent(ds.get(), dims.data()) >= 0, "{}: cannot extend the dataset", file_->where(name_));
+  Handle file_space(H5Dget_space(ds.get()), H5Sclose);
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  const hsize_t mem_dims[1] = {hsize_t(n * row_size_)};
+  Handle mem_space(H5Screate_simple(1, mem_dims, nullptr), H5Sclose);
+  herr_t status;
+  if (type_ == H5Float::f16) {
+    half_.resize(size_t(n * row_size_));
+    for (size_t i = 0; i < half_.size(); ++i) half_[i] = float_to_fp16(rows[i]);
+    status = H5Dwrite(ds.get(), half_type(), mem_space.get(), file_space.get(), H5P_DEFAULT, half_.data());
+  } else {
+    status = H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, rows);
+  }
+  ESA_CHECK(status >= 0, "{}: writing rows failed (disk full?)", file_->where(name_));
+  rows_ += n;
+}
+
+}  // namespace esa::io
