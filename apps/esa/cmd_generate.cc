@@ -50,13 +50,14 @@ void run_generate(const GenerateCliOptions& opt) {
             "prompt ({} tokens) + --max-new {} exceeds the model's trained context of {} tokens; pass --max-context "
             "to go past it (full attention does not extrapolate: that is what the selective policies are for)",
             prompt.size(), opt.max_new, max_context);
+  // The policy first: a bad --proj is reported before anything is printed.
+  std::unique_ptr<attention::Policy> policy = attention::make_policy(policy_options, model.config());
   fmt::print(stderr, "model loaded in {:.2f} s ({:.0f} MiB of float32 weights), prompt {} tokens\n", load_s,
              double(model.weights().bytes()) / (1 << 20), prompt.size());
 
   GenerateOptions g;
   g.max_new = opt.max_new;
   g.chunk = policy_options.budget.chunk;
-  std::unique_ptr<attention::Policy> policy = attention::make_policy(policy_options, model.config());
   attention::DiagnosticPolicy* diagnostics = nullptr;
   if (opt.diag) {
     auto wrapped = std::make_unique<attention::DiagnosticPolicy>(std::move(policy), model.config());

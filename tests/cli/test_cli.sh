@@ -7,13 +7,8 @@ set -uo pipefail
 ESA="$1"; MODEL="$2"; FIXTURES="$3"; REQUIRE_MODEL="${4:-0}"
 MAKE_BAD="${ESA_MAKE_BAD_MODELS:?ESA_MAKE_BAD_MODELS must point at the make_bad_models program}"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
-passed=0; failed=0
-
-ok()   { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-
-# check NAME CONDITION...: runs the condition, records the result.
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # --- version and help ---------------------------------------------------------------------
 out="$("$ESA" --version)"; check "--version prints version and git revision" grep -Eq '^esa [0-9]+\.[0-9]+\.[0-9]+ \(git [0-9a-f]+' <<<"$out"
