@@ -53,11 +53,12 @@ void Progress::print(bool final) {
   const double rate = t > 0 ? double(done_) / t : 0.0;
   std::string line;
   if (final) {
-    line = fmt::format("{}: {} {} in {:.1f} s ({:.0f} {}/s)", what_, done_, unit_, t, rate, unit_);
+    line = fmt::format("{}: {} {} in {:.1f} s ({:.{}f} {}/s)", what_, done_, unit_, t, rate, rate < 10 ? 2 : 0, unit_);
   } else {
     const double pct = total_ > 0 ? 100.0 * double(done_) / double(total_) : 0.0;
     const std::string eta = rate > 0 && total_ > done_ ? clock_text(double(total_ - done_) / rate) : "?";
-    line = fmt::format("{}: {}/{} {} ({:.0f}%), {:.0f} {}/s, ETA {}", what_, done_, total_, unit_, pct, rate, unit_, eta);
+    line = fmt::format("{}: {}/{} {} ({:.0f}%), {:.{}f} {}/s, ETA {}", what_, done_, total_, unit_, pct, rate,
+                       rate < 10 ? 2 : 0, unit_, eta);
   }
   if (tty_) {
     fmt::print(stderr, "\r\033[K{}{}", line, final ? "\n" : "");

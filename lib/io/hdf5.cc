@@ -388,8 +388,9 @@ void H5File::read_raw(const std::string& dataset, int64_t mem_type, void* out, s
     start[0] = hsize_t(row0);
     count[0] = hsize_t(rows);
     H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
-    const hsize_t mem_dims[1] = {hsize_t(n)};
-    Handle mem_space(H5Screate_simple(1, mem_dims, nullptr), H5Sclose);
+    // A memory space of the selection's own shape: HDF5 then copies whole chunks (a flat 1-d
+    // memory space sends it down a per-element path, 5x slower).
+    Handle mem_space(H5Screate_simple(int(count.size()), count.data(), nullptr), H5Sclose);
     status = H5Dread(ds.get(), hid_t(mem_type), mem_space.get(), file_space.get(), H5P_DEFAULT, out);
   }
   ESA_CHECK(status >= 0, "{}: reading the dataset failed (truncated or corrupt file, or not numeric)", where(dataset));
@@ -514,8 +515,7 @@ void H5File::Appender::append(const float* rows, int64_t n) {
   ESA_CHECK(H5Dset_extent(ds.get(), dims.data()) >= 0, "{}: cannot extend the dataset", file_->where(name_));
   Handle file_space(H5Dget_space(ds.get()), H5Sclose);
   H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
-  const hsize_t mem_dims[1] = {hsize_t(n * row_size_)};
-  Handle mem_space(H5Screate_simple(1, mem_dims, nullptr), H5Sclose);
+  Handle mem_space(H5Screate_simple(int(count.size()), count.data(), nullptr), H5Sclose);
   herr_t status;
   if (type_ == H5Float::f16) {
     half_.resize(size_t(n * row_size_));
