@@ -14,11 +14,14 @@ void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_dump(CLI::App& app);
 void register_calibrate(CLI::App& app);
+void register_eval(CLI::App& app);
 /// `esa bench attention`, added under the bench command.
 void register_bench_attention(CLI::App& bench);
 
 /// The embedded default model: $ESA_MODEL, else data/models/SmolLM2-135M-Instruct.Q4_1.gguf
 /// of the source tree esa was built from.
 std::string default_model_path();
+/// The essay haystack of the niah suites: $ESA_HAYSTACK, else data/corpus/haystack.txt.
+std::string default_haystack_path();
 
 }  // namespace esa::cli

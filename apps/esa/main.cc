@@ -18,6 +18,11 @@ std::string default_model_path() {
   return ESA_DEFAULT_MODEL;
 }
 
+std::string default_haystack_path() {
+  if (const char* env = std::getenv("ESA_HAYSTACK"); env != nullptr && *env != '\0') return env;
+  return ESA_DEFAULT_HAYSTACK;
+}
+
 }  // namespace esa::cli
 
 int main(int argc, char** argv) {
@@ -32,6 +37,7 @@ int main(int argc, char** argv) {
   esa::cli::register_generate(app);
   esa::cli::register_dump(app);
   esa::cli::register_calibrate(app);
+  esa::cli::register_eval(app);
   esa::cli::register_bench(app);
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 #include "core/atomic_output.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,6 +38,23 @@ AtomicOutput::AtomicOutput(std::string path, bool overwrite) : path_(std::move(p
   ESA_CHECK(!std::filesystem::is_directory(path_), "{}: is a folder, expected a file name", path_);
   ESA_CHECK(overwrite || !std::filesystem::exists(path_), "{}: exists (pass --force to overwrite)", path_);
   temp_ = path_ + ".partial-" + std::to_string(::getpid());
+}
+
+int AtomicOutput::remove_stale(const std::string& path) {
+  const std::string prefix = std::filesystem::path(path).filename().string() + ".partial-";
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(folder_of(path), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid_text = name.substr(prefix.size());
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::strtol(pid_text.c_str(), nullptr, 10);
+    if (pid <= 0 || (::kill(pid_t(pid), 0) == -1 && errno == ESRCH)) {
+      removed += std::filesystem::remove(entry.path(), ec) ? 1 : 0;
+    }
+  }
+  return removed;
 }
 
 AtomicOutput::~AtomicOutput() {

@@ -23,6 +23,10 @@ class AtomicOutput {
   /// fsync the temporary file, rename it onto path(), fsync the folder. Throws on failure.
   void commit();
 
+  /// Removes "<path>.partial-<pid>" files that killed runs left behind (their process no longer
+  /// exists); returns how many. Errors are ignored: this is cleanup, not a result.
+  static int remove_stale(const std::string& path);
+
  private:
   std::string path_, temp_;
   bool committed_ = false;

@@ -41,6 +41,13 @@ void Progress::advance(int64_t n) {
   }
 }
 
+void Progress::note(const std::string& line) {
+  if (!enabled_) return;
+  fmt::print(stderr, "{}{}\n", tty_ ? "\r\033[K" : "", line);
+  if (tty_ && !finished_) print(false);
+  std::fflush(stderr);
+}
+
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;

@@ -14,6 +14,10 @@ class Progress {
   Progress(std::string what, int64_t total, std::string unit, bool enabled = true);
   /// Adds n done; redraws when due.
   void advance(int64_t n);
+  /// Replaces the prefix (to show "eval 3/40 cases").
+  void set_what(std::string what) { what_ = std::move(what); }
+  /// Prints a line of its own (a finished case), keeping the progress line intact on a terminal.
+  void note(const std::string& line);
   /// The final line (total time, mean rate); called by the destructor if not before.
   void finish();
   ~Progress();

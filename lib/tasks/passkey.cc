@@ -1,10 +1,11 @@
-// The passkey suite; see passkey.h.
-#include "tasks/passkey.h"
-
+// The passkey suite (InfiniteBench / Landmark / InfLLM template): a task line, the noise
+// "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+// repeated, the needle "The pass key is {key}. Remember it. {key} is the pass key." at the depth,
+// the question "What is the pass key?" and the answer prefix "The pass key is". 5-digit keys.
 #include <fmt/format.h>
 
-#include <cctype>
-#include <random>
+#include "tasks/scoring.h"
+#include "tasks/suite.h"
 
 namespace esa::tasks {
 namespace {
@@ -14,34 +15,38 @@ constexpr const char* kTask =
     "about the important information there.";
 constexpr const char* kNoise = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 
+class PasskeySuite final : public Suite {
+ public:
+  PasskeySuite(const text::Tokenizer& tok, const SuiteOptions& o)
+      : tok_(tok), options_(o), filler_(repeating_filler(tok.encode(kNoise, false, false))) {}
+  const std::string& name() const override { return options_.name; }
+
+  TaskCase build(int64_t length, double depth, int64_t sample) const override {
+    std::mt19937_64 rng = case_rng(options_.seed, name(), length, depth, sample);
+    const std::string key = fmt::format("{}", std::uniform_int_distribution<int>(10000, 99999)(rng));
+    PromptParts parts;
+    parts.head = kTask;
+    parts.needles = {{fmt::format(" The pass key is {0}. Remember it. {0} is the pass key.", key), depth}};
+    parts.tail = "\nWhat is the pass key?";
+    parts.answer_prefix = options_.chat ? "The pass key is" : " The pass key is";
+    TaskCase c{length, depth, sample, build_prompt(tok_, parts, length, options_.chat, filler_), {key}, 8};
+    return c;
+  }
+  CaseScore score(const TaskCase& c, const std::string& generated) const override {
+    const double s = score_passkey(generated, c.answers.at(0));
+    return {s, s == 1.0};
+  }
+
+ private:
+  const text::Tokenizer& tok_;
+  SuiteOptions options_;
+  FillerSource filler_;
+};
+
 }  // namespace
 
-PasskeyCase build_passkey(const text::Tokenizer& tok, int64_t length, double depth, uint64_t seed, bool chat) {
-  // The key depends on the seed and the cell, so cells of one run differ but reruns agree.
-  std::seed_seq seq{uint32_t(seed), uint32_t(seed >> 32), uint32_t(length), uint32_t(std::llround(depth * 1e6))};
-  std::mt19937_64 gen(seq);
-  PasskeyCase c;
-  c.key = fmt::format("{}", std::uniform_int_distribution<int>(10000, 99999)(gen));
-  PromptParts parts;
-  parts.head = kTask;
-  parts.needle = fmt::format(" The pass key is {0}. Remember it. {0} is the pass key.", c.key);
-  parts.tail = "\nWhat is the pass key?";
-  parts.answer_prefix = chat ? "The pass key is" : " The pass key is";
-  const std::vector<int32_t> unit = tok.encode(kNoise, false, false);
-  c.prompt = build_prompt(tok, parts, length, depth, chat, [&](int64_t n) {
-    std::vector<int32_t> out;
-    while (int64_t(out.size()) < n) out.insert(out.end(), unit.begin(), unit.end());
-    return out;
-  });
-  return c;
-}
-
-double score_passkey(const std::string& generated, const std::string& key) {
-  size_t i = 0;
-  while (i < generated.size() && !std::isdigit(static_cast<unsigned char>(generated[i]))) ++i;
-  size_t j = i;
-  while (j < generated.size() && std::isdigit(static_cast<unsigned char>(generated[j]))) ++j;
-  return i < generated.size() && generated.substr(i, j - i) == key ? 1.0 : 0.0;
+std::unique_ptr<Suite> make_passkey_suite(const text::Tokenizer& tok, const SuiteOptions& o) {
+  return std::make_unique<PasskeySuite>(tok, o);
 }
 
 }  // namespace esa::tasks

@@ -6,6 +6,9 @@ way another tool would. Usage:
   h5_layout.py copy-proj in.h5 out.h5     the layer arrays as float64, only score_space and w kept
   h5_layout.py identity-proj qk.h5 out.h5 W = I, b = 0 for every layer of the model in qk.h5
   h5_layout.py drop-layer in.h5 out.h5 N  copy without /layer_N and with n_layers - 1
+  h5_layout.py check-results results.h5 N   esa eval's layout; N distinct cases, each once
+  h5_layout.py cases results.h5           one line per case: policy length depth sample correct generated
+  h5_layout.py set-attr in.h5 NAME VALUE  set a string attribute of the root (in place)
 Exit status 1 with a message on the first violation."""
 import sys
 
@@ -106,7 +109,54 @@ def drop_layer(src, dst, layer):
                 f.copy(name, g)
 
 
+RESULT_COLUMNS = {"policy": str, "length": np.int64, "depth": np.float64, "sample": np.int64, "tokens": np.int64,
+                  "prompt_sha256": str, "answer": str, "generated": str, "correct": np.int64, "score": np.float64,
+                  "prefill_s": np.float64, "decode_s": np.float64, "new_tokens": np.int64, "stop_reason": str}
+
+
+def check_results(path, n):
+    with h5py.File(path, "r") as f:
+        check_provenance(f, "esa-results")
+        for a in ["suite", "case_config", "history", "lengths", "depths", "samples", "policies", "cases"]:
+            need(a in f.attrs, f"{path}: missing attribute {a}")
+        need(int(f.attrs["cases"]) == int(n), f"{path}: {f.attrs['cases']} cases, expected {n}")
+        cols = {}
+        for name, kind in RESULT_COLUMNS.items():
+            need(f"cases/{name}" in f, f"{path}: missing /cases/{name}")
+            d = f[f"cases/{name}"]
+            need(d.shape == (int(n),), f"/cases/{name} has shape {d.shape}, expected ({n},)")
+            if kind is str:
+                cols[name] = [x.decode() if isinstance(x, bytes) else x for x in d.asstr()[:]]
+            else:
+                need(d.dtype == kind, f"/cases/{name} is {d.dtype}, expected {np.dtype(kind)}")
+                cols[name] = d[:]
+        keys = list(zip(cols["policy"], cols["length"], cols["depth"], cols["sample"]))
+        need(len(set(keys)) == len(keys), f"{path}: a case appears twice")
+        need(all(t == l for t, l in zip(cols["tokens"], cols["length"])), "a prompt is not of its requested length")
+        need(all(len(h) == 64 for h in cols["prompt_sha256"]), "prompt_sha256 is not a sha256")
+        need(set(cols["correct"]) <= {0, 1}, "correct is not 0/1")
+        need(all(0 <= s <= 1 for s in cols["score"]), "a score outside [0, 1]")
+        need(all(p > 0 for p in cols["prefill_s"]), "a prefill time <= 0")
+        if "cases/diag_recall" in f:
+            for name in ["diag_recall", "diag_mass", "diag_needle"]:
+                need(f[f"cases/{name}"].shape[0] == int(n), f"/cases/{name} rows")
+
+
+def cases(path):
+    with h5py.File(path, "r") as f:
+        c = f["cases"]
+        rows = zip(c["policy"].asstr()[:], c["length"][:], c["depth"][:], c["sample"][:], c["correct"][:],
+                   c["generated"].asstr()[:])
+        for p, l, d, s, ok, g in sorted(rows):
+            print(p, l, f"{d:.3f}", s, ok, repr(g))
+
+
+def set_attr(path, name, value):
+    with h5py.File(path, "r+") as f:
+        f.attrs[name] = value
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"check-qk": check_qk, "check-proj": check_proj, "copy-proj": copy_proj, "identity-proj": identity_proj,
-     "drop-layer": drop_layer}[cmd](*args)
+     "drop-layer": drop_layer, "check-results": check_results, "cases": cases, "set-attr": set_attr}[cmd](*args)
