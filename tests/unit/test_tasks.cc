@@ -120,6 +120,37 @@ INSTANTIATE_TEST_SUITE_P(All, Suites,
                            return std::regex_replace(info.param.suite + info.param.variant, std::regex("-"), "_");
                          });
 
+TEST(Suites, EssayHaystackStartsAtSentencesAndWraps) {
+  ESA_REQUIRE_MODEL_OR_SKIP();
+  const auto tok = text::load_tokenizer(test::default_model_path());
+  const std::string path = write_haystack();
+  const tasks::EssayHaystack hay(*tok, path);
+  const std::vector<int32_t> file = tok->encode(test::read_file(path), false, false);
+  ASSERT_GT(hay.sentences(), 100);
+  for (int64_t sentence : {int64_t{0}, int64_t{1}, int64_t{57}, hay.sentences() - 1, hay.sentences() + 3}) {
+    const int64_t n = int64_t(file.size()) * 2 + 17;  // wraps twice
+    const tasks::Filler f = hay.take(n, sentence);
+    ASSERT_GE(int64_t(f.ids.size()), n);
+    // Every insertion point is a sentence end (or the start), and the stream is the file rotated.
+    EXPECT_EQ(f.boundaries.front(), 0);
+    for (size_t i = 1; i < f.boundaries.size(); ++i) {
+      ASSERT_LT(f.boundaries[i - 1], f.boundaries[i]);
+      std::string before = tok->decode(std::vector<int32_t>{f.ids[size_t(f.boundaries[i] - 1)]});
+      while (!before.empty() && std::isspace(static_cast<unsigned char>(before.back()))) before.pop_back();
+      ASSERT_FALSE(before.empty());
+      EXPECT_NE(std::string(".!?").find(before.back()), std::string::npos) << before;
+    }
+    const std::string start = tok->decode(std::vector<int32_t>(f.ids.begin(), f.ids.begin() + 6));
+    if (sentence % hay.sentences() == 0) {
+      EXPECT_EQ(std::vector<int32_t>(f.ids.begin(), f.ids.begin() + int64_t(file.size())), file);
+    } else {
+      EXPECT_NE(start.find("Essay line"), std::string::npos) << "starts at a sentence: '" << start << "'";
+    }
+  }
+  EXPECT_NE(hay.take(100, 1).ids, hay.take(100, 2).ids);
+  EXPECT_EQ(hay.take(100, 3).ids, hay.take(100, 3 + hay.sentences()).ids);
+}
+
 TEST(Suites, PasskeyPromptIsTheCommunityTemplate) {
   ESA_REQUIRE_MODEL_OR_SKIP();
   const auto tok = text::load_tokenizer(test::default_model_path());
