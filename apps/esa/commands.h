@@ -15,6 +15,7 @@ void register_generate(CLI::App& app);
 void register_dump(CLI::App& app);
 void register_calibrate(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_sweep(CLI::App& app);
 /// `esa bench attention`, added under the bench command.
 void register_bench_attention(CLI::App& bench);
 
@@ -23,5 +24,7 @@ void register_bench_attention(CLI::App& bench);
 std::string default_model_path();
 /// The essay haystack of the niah suites: $ESA_HAYSTACK, else data/corpus/haystack.txt.
 std::string default_haystack_path();
+/// The calibration text: $ESA_CALIB_TEXT, else data/corpus/calibration.txt.
+std::string default_calibration_text_path();
 
 }  // namespace esa::cli

@@ -23,6 +23,11 @@ std::string default_haystack_path() {
   return ESA_DEFAULT_HAYSTACK;
 }
 
+std::string default_calibration_text_path() {
+  if (const char* env = std::getenv("ESA_CALIB_TEXT"); env != nullptr && *env != '\0') return env;
+  return ESA_DEFAULT_CALIB_TEXT;
+}
+
 }  // namespace esa::cli
 
 int main(int argc, char** argv) {
@@ -38,6 +43,7 @@ int main(int argc, char** argv) {
   esa::cli::register_dump(app);
   esa::cli::register_calibrate(app);
   esa::cli::register_eval(app);
+  esa::cli::register_sweep(app);
   esa::cli::register_bench(app);
   try {
     app.parse(argc, argv);

@@ -9,6 +9,8 @@ way another tool would. Usage:
   h5_layout.py check-results results.h5 N   esa eval's layout; N distinct cases, each once
   h5_layout.py cases results.h5           one line per case: policy length depth sample correct generated
   h5_layout.py set-attr in.h5 NAME VALUE  set a string attribute of the root (in place)
+  h5_layout.py check-sweep sweep.h5 N     esa sweep's layout; N cells, each a complete group
+  h5_layout.py sweep-cells sweep.h5       one line per cell: id, status, settings, its cases' answers
 Exit status 1 with a message on the first violation."""
 import sys
 
@@ -151,6 +153,37 @@ def cases(path):
             print(p, l, f"{d:.3f}", s, ok, repr(g))
 
 
+def check_sweep(path, n):
+    with h5py.File(path, "r") as f:
+        check_provenance(f, "esa-sweep")
+        for a in ["config", "name", "axes", "grid_cells"]:
+            need(a in f.attrs, f"{path}: missing attribute {a}")
+        cells = f["cells"]
+        need(len(cells) == int(n), f"{path}: {len(cells)} cells, expected {n}")
+        for cid, g in cells.items():
+            for a in ["index", "status", "error", "seconds", "model_sha256", "projection", "params"]:
+                need(a in g.attrs, f"/cells/{cid}: missing attribute {a}")
+            for k in g.attrs["params"].split(","):
+                need(k in g.attrs, f"/cells/{cid}: parameter {k} missing")
+            if g.attrs["status"] == "ok":
+                need("cases" in g and "policy" in g["cases"], f"/cells/{cid}: no cases")
+                rows = g["cases/policy"].shape[0]
+                for name in RESULT_COLUMNS:
+                    need(g[f"cases/{name}"].shape[0] == rows, f"/cells/{cid}/cases/{name}: a half-written cell")
+
+
+def sweep_cells(path):
+    with h5py.File(path, "r") as f:
+        for cid in sorted(f["cells"]):
+            g = f["cells"][cid]
+            params = " ".join(f"{k}={g.attrs[k]}" for k in g.attrs["params"].split(","))
+            answers = []
+            if "cases" in g:
+                c = g["cases"]
+                answers = sorted(zip(c["length"][:], c["depth"][:], c["generated"].asstr()[:]))
+            print(cid, g.attrs["status"], params, answers)
+
+
 def set_attr(path, name, value):
     with h5py.File(path, "r+") as f:
         f.attrs[name] = value
@@ -159,4 +192,5 @@ def set_attr(path, name, value):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"check-qk": check_qk, "check-proj": check_proj, "copy-proj": copy_proj, "identity-proj": identity_proj,
-     "drop-layer": drop_layer, "check-results": check_results, "cases": cases, "set-attr": set_attr}[cmd](*args)
+     "drop-layer": drop_layer, "check-results": check_results, "cases": cases, "set-attr": set_attr,
+     "check-sweep": check_sweep, "sweep-cells": sweep_cells}[cmd](*args)

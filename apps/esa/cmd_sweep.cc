@@ -1,0 +1,250 @@
+// esa sweep: run every cell of a TOML grid (lib/sweep/grid.h) — calibrating when a cell needs a
+// projection (cached by content hash next to the output), then evaluating — and write each cell
+// to sweep.h5 as soon as it is finished; rerunning skips the finished cells. --shard i/N runs a
+// part of the grid (Slurm job arrays); --merge joins the parts.
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "calib/calibrate.h"
+#include "calib/qk_dump.h"
+#include "commands.h"
+#include "core/atomic_output.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/progress.h"
+#include "core/sha256.h"
+#include "model/model_files.h"
+#include "sweep/cell.h"
+#include "sweep/grid.h"
+#include "sweep/sweep_file.h"
+#include "text/tokenizer.h"
+
+namespace esa::cli {
+namespace {
+
+struct SweepCliOptions {
+  std::string config;
+  std::string output;
+  std::string shard;
+  std::string cache;
+  std::vector<std::string> merge;
+  sweep::Defaults defaults;
+  bool dry_run = false, force = false, quiet = false;
+  int threads = 0;
+};
+
+// The loaded model of the last cell (cells of one model run back to back without reloading).
+struct LoadedModel {
+  std::string path, sha256;
+  std::unique_ptr<text::Tokenizer> tok;
+  std::unique_ptr<LlamaModel> model;
+};
+
+void load(LoadedModel& m, const std::string& path) {
+  if (m.path == path && m.model) return;
+  m.model.reset();
+  m.sha256 = summarize_model(path).sha256;
+  m.tok = text::load_tokenizer(path);
+  m.model = std::make_unique<LlamaModel>(LlamaModel::load(path));
+  m.path = path;
+}
+
+// The projection a cell needs: dump and calibrate once per recipe, cached by content hash.
+std::string ensure_projection(const sweep::ProjectionRecipe& r, LoadedModel& m, const std::string& cache, bool quiet) {
+  const std::string proj = cache + "/proj-" + r.projection_key(m.sha256) + ".h5";
+  if (std::filesystem::exists(proj)) return proj;
+  const std::string qk = cache + "/qk-" + r.dump_key(m.sha256) + ".h5";
+  if (!std::filesystem::exists(qk)) {
+    calib::DumpOptions d;
+    d.text_path = r.calib_text;
+    d.output = qk;
+    d.tokens = r.calib_tokens;
+    d.seq_len = r.calib_seq_len;
+    d.score_space = r.score_space;
+    d.w = r.w;
+    d.progress = !quiet;
+    io::Provenance prov;
+    prov.model = m.path;
+    prov.model_sha256 = m.sha256;
+    calib::dump_qk(*m.model, *m.tok, prov, d);
+  }
+  calib::CalibrateOptions c;
+  c.qk_path = qk;
+  c.output = proj;
+  c.method = calib::parse_method(r.method);
+  c.dim = r.dim;
+  c.adam.epochs = r.epochs;
+  c.adam.loss = r.loss == "rank" ? calib::Loss::rank : calib::Loss::mse;
+  c.progress = !quiet;
+  calib::calibrate(c);
+  return proj;
+}
+
+std::string varying(const sweep::Cell& c, const std::vector<std::string>& axes) {
+  std::string s;
+  for (const auto& a : axes) s += (s.empty() ? "" : " ") + a + "=" + c.params.at(a);
+  return s.empty() ? "(fixed)" : s;
+}
+
+void print_table(const std::vector<sweep::CellRecord>& records, const std::vector<std::string>& axes) {
+  fmt::print("{:>5} {:<16} {:<40} {:>8} {:>6} {:>8}\n", "cell", "id", "settings", "correct", "cases", "seconds");
+  for (const auto& r : records) {
+    std::string acc = "error";
+    if (r.status == "ok") {
+      int64_t ok = 0;
+      for (const auto& c : r.cases) ok += c.correct ? 1 : 0;
+      acc = r.cases.empty() ? "-" : fmt::format("{:.1f}%", 100.0 * double(ok) / double(r.cases.size()));
+    }
+    fmt::print("{:>5} {:<16} {:<40} {:>8} {:>6} {:>8.1f}\n", r.cell.index, r.cell.id, varying(r.cell, axes), acc,
+               r.cases.size(), r.seconds);
+  }
+}
+
+void run_merge(const SweepCliOptions& o) {
+  ESA_CHECK(!o.output.empty(), "esa sweep --merge: --output is required");
+  std::vector<std::vector<sweep::CellRecord>> parts;
+  sweep::SweepHeader header;
+  for (size_t i = 0; i < o.merge.size(); ++i) {
+    sweep::SweepHeader h;
+    parts.push_back(sweep::read_sweep(o.merge[i], &h));
+    if (i == 0) header = h;
+  }
+  const auto merged = sweep::merge_cells(parts);
+  header.provenance.model = header.provenance.model.empty() ? "(per cell)" : header.provenance.model;
+  sweep::write_sweep(o.output, header, merged, o.force);
+  int64_t errors = 0;
+  for (const auto& r : merged) errors += r.status == "ok" ? 0 : 1;
+  fmt::print("{}: {} cells from {} files ({} with errors); the grid has {}\n", o.output, merged.size(), o.merge.size(),
+             errors, header.grid_cells);
+}
+
+void run_sweep(SweepCliOptions& o) {
+  ESA_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (!o.merge.empty()) return run_merge(o);
+  ESA_CHECK(!o.config.empty(), "esa sweep: --config is required (or --merge)");
+  const sweep::Grid grid = sweep::load_grid(o.config);
+  std::vector<std::string> axes;
+  for (const auto& a : grid.axes) axes.push_back(a.first);
+  const std::vector<sweep::Cell> all = grid.cells();
+  std::vector<sweep::Cell> cells = all;
+  if (!o.shard.empty()) {
+    const auto [i, n] = sweep::parse_shard(o.shard);
+    cells = sweep::shard_cells(all, i, n);
+  }
+  // Every cell's settings are checked before anything runs.
+  std::vector<sweep::CellPlan> plans;
+  for (const auto& c : cells) plans.push_back(sweep::plan_cell(c, o.defaults));
+  if (o.dry_run) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+      fmt::print("{:>5} {:<16} {}{}\n", cells[i].index, cells[i].id, varying(cells[i], axes),
+                 plans[i].needs_projection ? "  (calibrates)" : "");
+    }
+    fmt::print("{} of {} cells{}\n", cells.size(), all.size(), o.shard.empty() ? "" : " (shard " + o.shard + ")");
+    return;
+  }
+  ESA_CHECK(!o.output.empty(), "esa sweep: --output is required");
+  AtomicOutput check(o.output, /*overwrite=*/true);  // the folder exists and is writable
+  AtomicOutput::remove_stale(o.output);
+  sweep::SweepHeader header;
+  header.config = read_file(o.config);
+  header.name = grid.name;
+  header.axes = axes;
+  header.grid_cells = int64_t(all.size());
+  header.provenance.model = o.defaults.model;
+  std::vector<sweep::CellRecord> records;
+  if (std::filesystem::exists(o.output) && !o.force) {
+    for (auto& r : sweep::read_sweep(o.output)) {
+      if (r.status == "ok") records.push_back(std::move(r));  // failed cells run again
+    }
+  }
+  std::set<std::string> done;
+  for (const auto& r : records) done.insert(r.cell.id);
+  const std::string cache = o.cache.empty() ? o.output + ".cache" : o.cache;
+  LoadedModel model;
+  int64_t pending = 0;
+  for (const auto& c : cells) pending += done.count(c.id) == 0 ? 1 : 0;
+  if (!o.quiet && !done.empty()) fmt::print(stderr, "{}: {} cells already complete\n", o.output, done.size());
+  Progress progress("sweep", pending, "cells", !o.quiet);
+  int64_t ran = 0;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (done.count(cells[i].id) != 0) continue;
+    progress.set_what(fmt::format("sweep cell {} ({})", cells[i].index, varying(cells[i], axes)));
+    const auto t0 = std::chrono::steady_clock::now();
+    sweep::CellRecord r;
+    r.cell = cells[i];
+    try {
+      sweep::CellPlan plan = plans[i];
+      load(model, plan.model);
+      r.model_sha256 = model.sha256;
+      if (header.provenance.model_sha256.empty()) header.provenance.model_sha256 = model.sha256;
+      if (plan.needs_projection) {
+        std::filesystem::create_directories(cache);
+        plan.policy.options.projection = ensure_projection(plan.recipe, model, cache, o.quiet);
+        r.projection = plan.policy.options.projection;
+      }
+      const auto suite = tasks::make_suite(*model.tok, plan.suite);
+      tasks::EvalOptions eo;
+      eo.grid = plan.grid;
+      eo.policies = {plan.policy};
+      eo.max_new = plan.max_new;
+      eo.progress = !o.quiet;
+      tasks::run_eval(*model.model, *model.tok, *suite, eo, {},
+                      [&](tasks::CaseResult&& c) { r.cases.push_back(std::move(c)); });
+    } catch (const Error& e) {
+      // A failing cell is recorded and the sweep goes on; a rerun tries it again.
+      r.status = "error";
+      r.error = e.what();
+      r.cases.clear();
+      progress.note(fmt::format("cell {} failed: {}", cells[i].index, e.what()));
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    records.push_back(std::move(r));
+    sweep::write_sweep(o.output, header, records, /*overwrite=*/true);
+    ++ran;
+    progress.advance(1);
+  }
+  progress.finish();
+  std::sort(records.begin(), records.end(),
+            [](const auto& a, const auto& b) { return std::tie(a.cell.index, a.cell.id) < std::tie(b.cell.index, b.cell.id); });
+  print_table(records, axes);
+  int64_t errors = 0;
+  for (const auto& r : records) errors += r.status == "ok" ? 0 : 1;
+  fmt::print("{}: {} cells ({} run now, {} from before, {} failed)\n", o.output, records.size(), ran,
+             int64_t(records.size()) - ran, errors);
+  ESA_CHECK(errors == 0, "{}: {} cells failed (their errors are in the file; rerun to retry them)", o.output, errors);
+}
+
+}  // namespace
+
+void register_sweep(CLI::App& app) {
+  auto o = std::make_shared<SweepCliOptions>();
+  o->defaults.model = default_model_path();
+  o->defaults.haystack = default_haystack_path();
+  o->defaults.calib_text = default_calibration_text_path();
+  CLI::App* cmd = app.add_subcommand("sweep", "Run an ablation grid (TOML: fixed settings + axes) of eval cells, "
+                                              "calibrating where a cell needs it; every cell to sweep.h5");
+  cmd->add_option("--config,-c", o->config, "Grid config (TOML), e.g. experiments/paper_eps.toml");
+  cmd->add_option("--output,-o", o->output, "Output sweep.h5 (an existing one is resumed: finished cells are kept)");
+  cmd->add_option("--shard", o->shard, "Run only shard i of N (i/N, cells index % N == i - 1), for job arrays");
+  cmd->add_option("--merge", o->merge, "Join sweep files (shards) into --output instead of running")->expected(1, -1);
+  cmd->add_option("--cache", o->cache, "Folder for calibration dumps and projections (default: <output>.cache)");
+  cmd->add_option("--model,-m", o->defaults.model, "Model for cells that do not set one")->capture_default_str();
+  cmd->add_option("--haystack", o->defaults.haystack, "Essay haystack for cells that do not set one")
+      ->capture_default_str();
+  cmd->add_option("--calib-text", o->defaults.calib_text, "Calibration text for cells that do not set one")
+      ->capture_default_str();
+  cmd->add_flag("--dry-run", o->dry_run, "List the cells (of the shard) and run nothing");
+  cmd->add_flag("--force", o->force, "Start over: ignore the finished cells of an existing output");
+  cmd->add_option("--threads", o->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
+  cmd->add_flag("--quiet,-q", o->quiet, "No progress on stderr");
+  cmd->callback([o] { run_sweep(*o); });
+}
+
+}  // namespace esa::cli

@@ -1,0 +1,115 @@
+// sweep.h5 reading and writing; see sweep_file.h.
+#include "sweep/sweep_file.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "core/atomic_output.h"
+#include "core/error.h"
+
+namespace esa::sweep {
+namespace {
+
+constexpr const char* kFormat = "esa-sweep";
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
+void write_sweep(const std::string& path, const SweepHeader& h, const std::vector<CellRecord>& cells, bool overwrite) {
+  AtomicOutput out(path, overwrite);
+  io::H5File f = io::H5File::create(out.temp_path());
+  io::Provenance prov = h.provenance;
+  prov.format = kFormat;
+  io::write_provenance(f, prov);
+  f.set_attr("/", "config", h.config);
+  f.set_attr("/", "name", h.name);
+  f.set_attr("/", "axes", join(h.axes));
+  f.set_attr("/", "grid_cells", h.grid_cells);
+  f.create_group("/cells");
+  for (const CellRecord& r : cells) {
+    const std::string g = "/cells/" + r.cell.id;
+    f.create_group(g);
+    f.set_attr(g, "index", r.cell.index);
+    f.set_attr(g, "status", r.status);
+    f.set_attr(g, "error", r.error);
+    f.set_attr(g, "seconds", r.seconds);
+    f.set_attr(g, "model_sha256", r.model_sha256);
+    f.set_attr(g, "projection", r.projection);
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : r.cell.params) {
+      keys.push_back(k);
+      f.set_attr(g, k, v);
+    }
+    f.set_attr(g, "params", join(keys));
+    if (r.status == "ok") tasks::write_cases(f, g + "/cases", r.cases);
+  }
+  f.close();
+  out.commit();
+}
+
+std::vector<CellRecord> read_sweep(const std::string& path, SweepHeader* header) {
+  const io::H5File f = io::H5File::open(path);
+  io::check_format(f, kFormat);
+  if (header != nullptr) {
+    header->config = f.attr_string("/", "config");
+    header->name = f.attr_string("/", "name");
+    header->axes = split(f.attr_string("/", "axes"));
+    header->grid_cells = f.attr_int("/", "grid_cells");
+    header->provenance.model = f.attr_string("/", "model");
+    header->provenance.model_sha256 = f.attr_string("/", "model_sha256");
+    header->provenance.seed = uint64_t(f.attr_int("/", "seed"));
+  }
+  std::vector<CellRecord> out;
+  ESA_CHECK(f.exists("/cells"), "{}: no /cells group", path);
+  for (const std::string& id : f.members("/cells")) {
+    const std::string g = "/cells/" + id;
+    CellRecord r;
+    r.cell.id = id;
+    r.cell.index = f.attr_int(g, "index");
+    r.status = f.attr_string(g, "status");
+    ESA_CHECK(r.status == "ok" || r.status == "error", "{}: {} has status '{}'", path, g, r.status);
+    r.error = f.attr_string(g, "error");
+    r.seconds = f.attr_double(g, "seconds");
+    r.model_sha256 = f.attr_string(g, "model_sha256");
+    r.projection = f.attr_string(g, "projection");
+    for (const std::string& k : split(f.attr_string(g, "params"))) r.cell.params[k] = f.attr_string(g, k);
+    if (r.status == "ok") r.cases = tasks::read_cases(f, g + "/cases");
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& parts) {
+  std::map<std::string, CellRecord> by_id;
+  for (const auto& part : parts) {
+    for (const CellRecord& r : part) {
+      const auto it = by_id.find(r.cell.id);
+      if (it == by_id.end() || (it->second.status != "ok" && r.status == "ok")) by_id[r.cell.id] = r;
+    }
+  }
+  std::vector<CellRecord> out;
+  for (auto& [id, r] : by_id) out.push_back(std::move(r));
+  std::sort(out.begin(), out.end(), [](const CellRecord& a, const CellRecord& b) {
+    return std::tie(a.cell.index, a.cell.id) < std::tie(b.cell.index, b.cell.id);
+  });
+  return out;
+}
+
+}  // namespace esa::sweep

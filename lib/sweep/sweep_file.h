@@ -1,0 +1,46 @@
+// sweep.h5: one group per grid cell, /cells/<id>, written only when the cell is finished (the
+// whole file is rewritten through a temporary and renamed, so a kill never leaves half a cell).
+//   root attributes: provenance (format "esa-sweep"), config (the TOML text), name, axes (the
+//                    varied keys, comma-separated), grid_cells (cells in the whole grid)
+//   /cells/<id>      attributes: index, status ("ok" or "error"), error, seconds, model_sha256,
+//                    projection (the proj.h5 it used, "" for none), params (the keys, comma-
+//                    separated), and one string attribute per key with its value
+//   /cells/<id>/cases  the eval table of the cell (tasks/eval.h write_cases), when status is ok
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "io/provenance.h"
+#include "sweep/grid.h"
+#include "tasks/eval.h"
+
+namespace esa::sweep {
+
+struct CellRecord {
+  Cell cell;
+  std::string status = "ok";  // ok | error
+  std::string error;
+  double seconds = 0;
+  std::string model_sha256, projection;
+  std::vector<tasks::CaseResult> cases;
+};
+
+struct SweepHeader {
+  io::Provenance provenance;  // format is set to esa-sweep
+  std::string config, name;
+  std::vector<std::string> axes;
+  int64_t grid_cells = 0;
+};
+
+/// Writes the whole file atomically (temporary + rename); `overwrite` as AtomicOutput's.
+void write_sweep(const std::string& path, const SweepHeader& header, const std::vector<CellRecord>& cells,
+                 bool overwrite);
+/// Throws esa::Error naming the file when it is not a readable esa-sweep file.
+std::vector<CellRecord> read_sweep(const std::string& path, SweepHeader* header = nullptr);
+
+/// The union of several sweeps' cells by id: an ok record beats an error one, otherwise the
+/// first seen is kept. Sorted by grid index, then id.
+std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& parts);
+
+}  // namespace esa::sweep

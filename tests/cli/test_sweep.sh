@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# End to end: esa sweep on the embedded model over a 4-cell grid (2 cells calibrate a shared
+# projection). SIGKILL mid-sweep then rerun: every cell once, none half-written, the same answers as
+# an uninterrupted run; shards 1/3..3/3 merged equal the unsharded run; bad configs are one line.
+# Usage: test_sweep.sh ESA_BINARY MODEL TEXT REQUIRE_MODEL(0|1) PYTHON_WITH_H5PY EXPERIMENTS_DIR
+set -uo pipefail
+ESA="$1"; MODEL="$2"; TEXT="$3"; REQUIRE_MODEL="${4:-0}"; PY="${5:-}"; EXPERIMENTS="${6:-}"
+HERE="$(dirname "${BASH_SOURCE[0]}")"
+# shellcheck source=common.sh
+source "$HERE/common.sh"
+WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
+
+if [[ ! -f "$MODEL" ]]; then
+  if [[ "$REQUIRE_MODEL" == 1 ]]; then echo "FAIL model $MODEL missing"; exit 1; fi
+  echo "skip: $MODEL not found (run scripts/fetch_model.sh)"; exit 0
+fi
+if [[ -z "$PY" ]]; then
+  if [[ "$REQUIRE_MODEL" == 1 ]]; then echo "FAIL no python3 with h5py (run scripts/setup.sh)"; exit 1; fi
+  echo "note: no python3 with h5py; the h5py checks are skipped"
+fi
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+cat >"$WORK/grid.toml" <<TOML
+name = "test"
+[fixed]
+model = "$MODEL"
+suite = "passkey"
+lengths = "256,320"
+depths = "0,100"
+max_new = 4
+init = 4
+local = 128
+select = 32
+chunk = 64
+dim = 8
+calib_text = "$TEXT"
+calib_tokens = 512
+calib_seq_len = 256
+[axes]
+policy = ["streaming", "esa"]
+eps = [1, 3]
+TOML
+
+"$ESA" sweep --config "$WORK/grid.toml" --dry-run >"$WORK/dry.out" 2>&1; rc=$?
+check "dry run lists 4 cells" test $rc -eq 0 -a "$(grep -c "policy=" "$WORK/dry.out")" -eq 4
+check "dry run marks the esa cells as calibrating" test "$(grep -c "(calibrates)" "$WORK/dry.out")" -eq 2
+
+"$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/ref.h5" >"$WORK/ref.out" 2>"$WORK/ref.err"; rc=$?
+check "sweep succeeds" test $rc -eq 0
+check "sweep reports 4 cells" grep -q "4 cells (4 run now, 0 from before, 0 failed)" "$WORK/ref.out"
+check "one projection for the two esa cells (cached by content)" \
+  test "$(ls "$WORK/ref.h5.cache" | grep -c '^proj-')" -eq 1
+[[ -n "$PY" ]] && check "h5py reads sweep.h5 with the documented layout" \
+  "$PY" "$HERE/h5_layout.py" check-sweep "$WORK/ref.h5" 4
+
+# --- SIGKILL inside the second cell, then rerun ------------------------------------------------
+"$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/run.h5" --cache "$WORK/ref.h5.cache" >"$WORK/run1.out" \
+  2>"$WORK/run1.err" &
+pid=$!
+for _ in $(seq 1 600); do
+  # 4 cases per cell: the 5th finished case is inside the second cell.
+  [[ $(grep -cE "#0: (correct|wrong)" "$WORK/run1.err" 2>/dev/null) -ge 5 ]] && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.1
+done
+kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null
+n_cases=$(grep -cE "#0: (correct|wrong)" "$WORK/run1.err")
+check "the sweep was killed after its first cell ($n_cases of 16 cases)" test "$n_cases" -ge 5 -a "$n_cases" -lt 16
+"$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/run.h5" --cache "$WORK/ref.h5.cache" >"$WORK/run2.out" 2>&1; rc=$?
+check "the rerun completes" test $rc -eq 0
+check "the rerun kept the finished cell" grep -qE "4 cells \([0-3] run now, [1-3] from before, 0 failed\)" \
+  "$WORK/run2.out"
+check "no temporary file is left" test -z "$(ls "$WORK" | grep partial)"
+if [[ -n "$PY" ]]; then
+  check "every cell once, none half-written" "$PY" "$HERE/h5_layout.py" check-sweep "$WORK/run.h5" 4
+  "$PY" "$HERE/h5_layout.py" sweep-cells "$WORK/ref.h5" >"$WORK/ref.cells"
+  "$PY" "$HERE/h5_layout.py" sweep-cells "$WORK/run.h5" >"$WORK/run.cells"
+  check "killed + rerun gives the uninterrupted run's cells and answers" diff "$WORK/ref.cells" "$WORK/run.cells"
+fi
+
+# --- shards and merge --------------------------------------------------------------------------
+for i in 1 2 3; do
+  "$ESA" sweep --config "$WORK/grid.toml" --shard $i/3 -o "$WORK/s$i.h5" --cache "$WORK/ref.h5.cache" -q \
+    >"$WORK/s$i.out" 2>&1 || fail "shard $i/3"
+done
+"$ESA" sweep --merge "$WORK/s1.h5" "$WORK/s2.h5" "$WORK/s3.h5" -o "$WORK/all.h5" >"$WORK/merge.out" 2>&1; rc=$?
+check "merge succeeds" test $rc -eq 0
+check "merge reports 4 cells" grep -q "4 cells from 3 files (0 with errors)" "$WORK/merge.out"
+if [[ -n "$PY" ]]; then
+  "$PY" "$HERE/h5_layout.py" sweep-cells "$WORK/all.h5" >"$WORK/all.cells"
+  check "shards 1/3 + 2/3 + 3/3 merged = the unsharded run" diff "$WORK/ref.cells" "$WORK/all.cells"
+fi
+
+# --- the shipped grids are valid ---------------------------------------------------------------
+if [[ -n "$EXPERIMENTS" ]]; then
+  for f in "$EXPERIMENTS"/*.toml; do
+    "$ESA" sweep --config "$f" --dry-run >"$WORK/exp.out" 2>&1; rc=$?
+    check "$(basename "$f") parses and plans" test $rc -eq 0
+  done
+fi
+
+# --- errors ------------------------------------------------------------------------------------
+printf '[fixed]\nepz = 3\n' >"$WORK/bad.toml"
+expect_error "unknown key, with a suggestion" "bad.toml:2: unknown key 'epz' (did you mean 'eps'?)" \
+  "$ESA" sweep --config "$WORK/bad.toml" -o "$WORK/x.h5"
+printf '[axes]\neps = []\n' >"$WORK/bad.toml"
+expect_error "empty axis" "axis 'eps' is empty" "$ESA" sweep --config "$WORK/bad.toml" -o "$WORK/x.h5"
+printf '[fixed]\npolicy = "full"\ndim = 8\n' >"$WORK/bad.toml"
+expect_error "calibration without a projection policy" "no cell uses a projection" \
+  "$ESA" sweep --config "$WORK/bad.toml" -o "$WORK/x.h5"
+expect_error "bad shard" "bad --shard '4/3'" "$ESA" sweep --config "$WORK/grid.toml" --shard 4/3 -o "$WORK/x.h5"
+expect_error "missing config" "/nonexistent.toml" "$ESA" sweep --config /nonexistent.toml -o "$WORK/x.h5"
+expect_error "merge of a results file" "not an esa esa-sweep file" \
+  "$ESA" sweep --merge "$WORK/ref.h5.cache/$(ls "$WORK/ref.h5.cache" | grep '^proj-' | head -1)" -o "$WORK/x.h5"
+expect_error "merge onto an existing output" "exists (pass --force" \
+  "$ESA" sweep --merge "$WORK/s1.h5" -o "$WORK/all.h5"
+check "no output from the failed runs" test ! -e "$WORK/x.h5"
+finish
