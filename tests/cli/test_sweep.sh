@@ -52,6 +52,12 @@ check "one projection for the two esa cells (cached by content)" \
 [[ -n "$PY" ]] && check "h5py reads sweep.h5 with the documented layout" \
   "$PY" "$HERE/h5_layout.py" check-sweep "$WORK/ref.h5" 4
 
+if [[ -n "$PY" && -n "$EXPERIMENTS" ]] && "$PY" -c "import matplotlib" 2>/dev/null; then
+  proj="$WORK/ref.h5.cache/$(ls "$WORK/ref.h5.cache" | grep '^proj-' | head -1)"
+  "$PY" "$EXPERIMENTS/../scripts/plot.py" recall "$proj" -o "$WORK/recall" >/dev/null
+  check "plot.py recall renders the cell's proj.h5" test -s "$WORK/recall.png" -a -s "$WORK/recall.pdf"
+fi
+
 # --- SIGKILL inside the second cell, then rerun ------------------------------------------------
 "$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/run.h5" --cache "$WORK/ref.h5.cache" >"$WORK/run1.out" \
   2>"$WORK/run1.err" &
