@@ -18,3 +18,17 @@ expect_error() {
 }
 # finish: prints the tally and exits non-zero when a check failed.
 finish() { echo "$passed passed, $failed failed"; [[ $failed -eq 0 ]]; }
+# require_model_and_h5py MODEL REQUIRE_MODEL(0|1) PYTHON: without the model, skip (exit 0) or fail
+# (exit 1) when it is required; without a python3 that has h5py, fail when required, else note
+# that the h5py checks are skipped (callers test "$PY" before each).
+require_model_and_h5py() {
+  local model="$1" require="$2" py="$3"
+  if [[ ! -f "$model" ]]; then
+    if [[ "$require" == 1 ]]; then echo "FAIL model $model missing"; exit 1; fi
+    echo "skip: $model not found (run scripts/fetch_model.sh)"; exit 0
+  fi
+  if [[ -z "$py" ]]; then
+    if [[ "$require" == 1 ]]; then echo "FAIL no python3 with h5py (run scripts/setup.sh)"; exit 1; fi
+    echo "note: no python3 with h5py; the h5py checks are skipped"
+  fi
+}

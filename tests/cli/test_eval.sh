@@ -10,14 +10,7 @@ HERE="$(dirname "${BASH_SOURCE[0]}")"
 source "$HERE/common.sh"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
 
-if [[ ! -f "$MODEL" ]]; then
-  if [[ "$REQUIRE_MODEL" == 1 ]]; then echo "FAIL model $MODEL missing"; exit 1; fi
-  echo "skip: $MODEL not found (run scripts/fetch_model.sh)"; exit 0
-fi
-if [[ -z "$PY" ]]; then
-  if [[ "$REQUIRE_MODEL" == 1 ]]; then echo "FAIL no python3 with h5py (run scripts/setup.sh)"; exit 1; fi
-  echo "note: no python3 with h5py; the h5py checks are skipped"
-fi
+require_model_and_h5py "$MODEL" "$REQUIRE_MODEL" "$PY"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 # 2 lengths x 3 depths x 2 policies = 12 short cases.
 BASE=(--suite passkey --depths 0:100:50 --policy full,streaming --select 32 --init 4 --chunk 64 --max-new 4)
