@@ -12,7 +12,7 @@ TARGETS=(test_cuda test_dequantize test_gguf test_core bench_dequantize esa)
 
 GEN=(); command -v ninja >/dev/null && [[ ! -f "$BUILD/Makefile" ]] && GEN=(-G Ninja)
 cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DESA_NATIVE=OFF \
-  -DCMAKE_CXX_FLAGS="-march=x86-64-v3" -DESA_WITH_CUDA=ON >/dev/null
+  -DCMAKE_CXX_FLAGS="-march=x86-64-v3" -DESA_WITH_CUDA=ON -DESA_WITH_MPI=OFF >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]}"
 
 rm -rf "$OUT"; mkdir -p "$OUT/bin" "$OUT/lib"

@@ -29,16 +29,18 @@ run "unit tests (CPU)" bash -c "'$BIN/test_core' && '$BIN/test_gguf' && '$BIN/te
 run "CUDA vs CPU" "$BIN/test_cuda" --gtest_brief=1
 grep -q "Skipped" <(grep -A2 "CudaTest" "$LOG") && RESULT["CUDA vs CPU"]="SKIPPED (no GPU?)"
 if command -v compute-sanitizer >/dev/null; then
-  run "compute-sanitizer memcheck" compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/test_cuda" --gtest_brief=1
+  for tool in memcheck racecheck; do
+    run "compute-sanitizer $tool" compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/test_cuda" --gtest_brief=1
+  done
 else
-  RESULT["compute-sanitizer memcheck"]="not installed"
+  RESULT["compute-sanitizer memcheck"]="not installed"; RESULT["compute-sanitizer racecheck"]="not installed"
 fi
 "$BIN/bench_dequantize" --benchmark_min_time=0.2 --benchmark_format=console 2>&1 | tee -a "$LOG" | grep -E "^BM_" > /tmp/gpu_bench.txt
 
 echo
 echo "gpu_check summary ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
 printf '%-30s %s\n' "check" "result"
-for k in "unit tests (CPU)" "CUDA vs CPU" "compute-sanitizer memcheck"; do printf '%-30s %s\n' "$k" "${RESULT[$k]:-?}"; done
+for k in "unit tests (CPU)" "CUDA vs CPU" "compute-sanitizer memcheck" "compute-sanitizer racecheck"; do printf '%-30s %s\n' "$k" "${RESULT[$k]:-?}"; done
 echo "dequantize (CPU, host cores of the GPU machine):"
 awk '{printf "  %-26s %s %s\n", $1, $(NF-1), $NF}' /tmp/gpu_bench.txt
 [[ "${RESULT["CUDA vs CPU"]}" == "pass" ]]

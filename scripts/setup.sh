@@ -11,8 +11,9 @@ PACKAGES=(
   libpcre2-dev libsentencepiece-dev libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pip python3-venv python3-numpy python3-h5py python3-matplotlib
 )
-# Optional: MPI for distributed sweeps (ESA_WITH_MPI turns on when it is found).
-if [[ "${ESA_SETUP_MPI:-0}" == "1" ]]; then PACKAGES+=(libopenmpi-dev openmpi-bin); fi
+# Open MPI for `mpirun esa sweep` (ESA_WITH_MPI turns on when CMake finds it; the CLI test then
+# checks it). ESA_SETUP_MPI=0 leaves it out: esa builds without, sweeps use --shard instead.
+if [[ "${ESA_SETUP_MPI:-1}" == "1" ]]; then PACKAGES+=(libopenmpi-dev openmpi-bin); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -22,6 +22,7 @@
 #include "model/model_files.h"
 #include "sweep/cell.h"
 #include "sweep/grid.h"
+#include "sweep/mpi_farm.h"
 #include "sweep/sweep_file.h"
 #include "text/tokenizer.h"
 
@@ -69,6 +70,7 @@ std::string ensure_projection(const sweep::ProjectionRecipe& r, LoadedModel& m, 
     d.score_space = r.score_space;
     d.w = r.w;
     d.progress = !quiet;
+    d.force = true;  // content-addressed: another rank may have written the same file meanwhile
     io::Provenance prov;
     prov.model = m.path;
     prov.model_sha256 = m.sha256;
@@ -82,8 +84,41 @@ std::string ensure_projection(const sweep::ProjectionRecipe& r, LoadedModel& m, 
   c.adam.epochs = r.epochs;
   c.adam.loss = r.loss == "rank" ? calib::Loss::rank : calib::Loss::mse;
   c.progress = !quiet;
+  c.force = true;
   calib::calibrate(c);
   return proj;
+}
+
+// One cell: calibrate if it needs a projection (cached), then evaluate. An esa::Error becomes the
+// cell's recorded error (the sweep goes on; a rerun tries the cell again).
+sweep::CellRecord run_cell(const sweep::Cell& cell, sweep::CellPlan plan, LoadedModel& model, const std::string& cache,
+                           bool quiet) {
+  const auto t0 = std::chrono::steady_clock::now();
+  sweep::CellRecord r;
+  r.cell = cell;
+  try {
+    load(model, plan.model);
+    r.model_sha256 = model.sha256;
+    if (plan.needs_projection) {
+      std::filesystem::create_directories(cache);
+      plan.policy.options.projection = ensure_projection(plan.recipe, model, cache, quiet);
+      r.projection = plan.policy.options.projection;
+    }
+    const auto suite = tasks::make_suite(*model.tok, plan.suite);
+    tasks::EvalOptions eo;
+    eo.grid = plan.grid;
+    eo.policies = {plan.policy};
+    eo.max_new = plan.max_new;
+    eo.progress = !quiet;
+    tasks::run_eval(*model.model, *model.tok, *suite, eo, {},
+                    [&](tasks::CaseResult&& c) { r.cases.push_back(std::move(c)); });
+  } catch (const Error& e) {
+    r.status = "error";
+    r.error = e.what();
+    r.cases.clear();
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
 }
 
 std::string varying(const sweep::Cell& c, const std::vector<std::string>& axes) {
@@ -114,6 +149,9 @@ void run_merge(const SweepCliOptions& o) {
     sweep::SweepHeader h;
     parts.push_back(sweep::read_sweep(o.merge[i], &h));
     if (i == 0) header = h;
+    // Shards of one grid carry the same config text; anything else is almost surely a mix-up.
+    ESA_CHECK(h.config == header.config, "{}: made from another grid config than {} (merge shards of one grid)",
+              o.merge[i], o.merge[0]);
   }
   const auto merged = sweep::merge_cells(parts);
   header.provenance.model = header.provenance.model.empty() ? "(per cell)" : header.provenance.model;
@@ -124,10 +162,7 @@ void run_merge(const SweepCliOptions& o) {
              errors, header.grid_cells);
 }
 
-void run_sweep(SweepCliOptions& o) {
-  ESA_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
-  if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (!o.merge.empty()) return run_merge(o);
+void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
   ESA_CHECK(!o.config.empty(), "esa sweep: --config is required (or --merge)");
   const sweep::Grid grid = sweep::load_grid(o.config);
   std::vector<std::string> axes;
@@ -141,17 +176,19 @@ void run_sweep(SweepCliOptions& o) {
   // Every cell's settings are checked before anything runs.
   std::vector<sweep::CellPlan> plans;
   for (const auto& c : cells) plans.push_back(sweep::plan_cell(c, o.defaults));
-  if (o.dry_run) {
+  if (o.dry_run && mpi.rank() == 0) {
     for (size_t i = 0; i < cells.size(); ++i) {
       fmt::print("{:>5} {:<16} {}{}\n", cells[i].index, cells[i].id, varying(cells[i], axes),
                  plans[i].needs_projection ? "  (calibrates)" : "");
     }
     fmt::print("{} of {} cells{}\n", cells.size(), all.size(), o.shard.empty() ? "" : " (shard " + o.shard + ")");
-    return;
   }
+  if (o.dry_run) return;
   ESA_CHECK(!o.output.empty(), "esa sweep: --output is required");
-  AtomicOutput check(o.output, /*overwrite=*/true);  // the folder exists and is writable
-  AtomicOutput::remove_stale(o.output);
+  if (mpi.rank() == 0) {
+    AtomicOutput check(o.output, /*overwrite=*/true);  // the folder exists and is writable
+    AtomicOutput::remove_stale(o.output);
+  }
   sweep::SweepHeader header;
   header.config = read_file(o.config);
   header.name = grid.name;
@@ -159,7 +196,8 @@ void run_sweep(SweepCliOptions& o) {
   header.grid_cells = int64_t(all.size());
   header.provenance.model = o.defaults.model;
   std::vector<sweep::CellRecord> records;
-  if (std::filesystem::exists(o.output) && !o.force) {
+  // Workers receive their cells from rank 0, which knows what is done.
+  if (mpi.rank() == 0 && std::filesystem::exists(o.output) && !o.force) {
     for (auto& r : sweep::read_sweep(o.output)) {
       if (r.status == "ok") records.push_back(std::move(r));  // failed cells run again
     }
@@ -167,48 +205,45 @@ void run_sweep(SweepCliOptions& o) {
   std::set<std::string> done;
   for (const auto& r : records) done.insert(r.cell.id);
   const std::string cache = o.cache.empty() ? o.output + ".cache" : o.cache;
-  LoadedModel model;
-  int64_t pending = 0;
-  for (const auto& c : cells) pending += done.count(c.id) == 0 ? 1 : 0;
-  if (!o.quiet && !done.empty()) fmt::print(stderr, "{}: {} cells already complete\n", o.output, done.size());
-  Progress progress("sweep", pending, "cells", !o.quiet);
-  int64_t ran = 0;
+  std::vector<int64_t> todo;  // positions in `cells`
   for (size_t i = 0; i < cells.size(); ++i) {
-    if (done.count(cells[i].id) != 0) continue;
-    progress.set_what(fmt::format("sweep cell {} ({})", cells[i].index, varying(cells[i], axes)));
-    const auto t0 = std::chrono::steady_clock::now();
-    sweep::CellRecord r;
-    r.cell = cells[i];
-    try {
-      sweep::CellPlan plan = plans[i];
-      load(model, plan.model);
-      r.model_sha256 = model.sha256;
-      if (header.provenance.model_sha256.empty()) header.provenance.model_sha256 = model.sha256;
-      if (plan.needs_projection) {
-        std::filesystem::create_directories(cache);
-        plan.policy.options.projection = ensure_projection(plan.recipe, model, cache, o.quiet);
-        r.projection = plan.policy.options.projection;
-      }
-      const auto suite = tasks::make_suite(*model.tok, plan.suite);
-      tasks::EvalOptions eo;
-      eo.grid = plan.grid;
-      eo.policies = {plan.policy};
-      eo.max_new = plan.max_new;
-      eo.progress = !o.quiet;
-      tasks::run_eval(*model.model, *model.tok, *suite, eo, {},
-                      [&](tasks::CaseResult&& c) { r.cases.push_back(std::move(c)); });
-    } catch (const Error& e) {
-      // A failing cell is recorded and the sweep goes on; a rerun tries it again.
-      r.status = "error";
-      r.error = e.what();
-      r.cases.clear();
-      progress.note(fmt::format("cell {} failed: {}", cells[i].index, e.what()));
+    if (done.count(cells[i].id) == 0) todo.push_back(int64_t(i));
+  }
+  const bool coordinator = mpi.rank() == 0;
+  if (!o.quiet && coordinator && !done.empty()) fmt::print(stderr, "{}: {} cells already complete\n", o.output, done.size());
+  if (!o.quiet && mpi.distributed() && coordinator) {
+    fmt::print(stderr, "sweep: {} cells over {} MPI workers (rank 0 hands out cells and writes {})\n", todo.size(),
+               mpi.size() - 1, o.output);
+  }
+  // Within-cell progress only where one process runs the cells: N ranks' lines would interleave.
+  const bool cell_progress = !o.quiet && !mpi.distributed();
+  Progress progress("sweep", int64_t(todo.size()), "cells", !o.quiet && coordinator);
+  LoadedModel model;
+  int64_t ran = 0;
+  auto record = [&](sweep::CellRecord&& r, int worker) {
+    if (header.provenance.model_sha256.empty()) header.provenance.model_sha256 = r.model_sha256;
+    if (r.status != "ok") progress.note(fmt::format("cell {} failed: {}", r.cell.index, r.error));
+    if (mpi.distributed()) {
+      progress.note(fmt::format("cell {} ({}) done by rank {}", r.cell.index, varying(r.cell, axes), worker));
     }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     records.push_back(std::move(r));
     sweep::write_sweep(o.output, header, records, /*overwrite=*/true);
     ++ran;
     progress.advance(1);
+  };
+  if (mpi.distributed()) {
+    sweep::farm_tasks(
+        mpi, todo,
+        [&](int64_t i) {
+          return sweep::cell_to_bytes(run_cell(cells[size_t(i)], plans[size_t(i)], model, cache, !cell_progress));
+        },
+        [&](int64_t, int worker, std::string&& bytes) { record(sweep::cell_from_bytes(bytes), worker); });
+    if (!coordinator) return;  // the coordinator reports
+  } else {
+    for (const int64_t i : todo) {
+      progress.set_what(fmt::format("sweep cell {} ({})", cells[size_t(i)].index, varying(cells[size_t(i)], axes)));
+      record(run_cell(cells[size_t(i)], plans[size_t(i)], model, cache, !cell_progress), 0);
+    }
   }
   progress.finish();
   std::sort(records.begin(), records.end(),
@@ -219,6 +254,21 @@ void run_sweep(SweepCliOptions& o) {
   fmt::print("{}: {} cells ({} run now, {} from before, {} failed)\n", o.output, records.size(), ran,
              int64_t(records.size()) - ran, errors);
   ESA_CHECK(errors == 0, "{}: {} cells failed (their errors are in the file; rerun to retry them)", o.output, errors);
+}
+
+void run_sweep(SweepCliOptions& o) {
+  ESA_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (!o.merge.empty()) return run_merge(o);
+  // Under mpirun every rank validates the grid and plans the same cells; rank 0 alone reads and
+  // writes the output, and an error on any rank stops them all.
+  const sweep::MpiSession mpi;
+  try {
+    run_grid(o, mpi);
+  } catch (const std::exception& e) {
+    mpi.abort_if_distributed(e.what());
+    throw;
+  }
 }
 
 }  // namespace

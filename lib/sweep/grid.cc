@@ -5,6 +5,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -179,6 +180,7 @@ Grid parse_grid(const std::string& text, const std::string& path) {
     }
   }
   if (const toml::table* axes = root["axes"].as_table()) {
+    std::vector<std::pair<int64_t, int64_t>> axis_lines;  // (line, column) of each axis
     for (const auto& [k, node] : *axes) {
       const std::string key(k.str());
       check_known(key, node);
@@ -197,7 +199,15 @@ Grid parse_grid(const std::string& text, const std::string& path) {
         texts.push_back(std::move(t));
       }
       g.axes.emplace_back(key, std::move(texts));
+      axis_lines.push_back({line, int64_t(node.source().begin.column)});
     }
+    // toml++ iterates a table in key order; the nesting order is the file's.
+    std::vector<size_t> order(g.axes.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return axis_lines[a] < axis_lines[b]; });
+    decltype(g.axes) in_file_order;
+    for (size_t i : order) in_file_order.push_back(std::move(g.axes[i]));
+    g.axes = std::move(in_file_order);
   }
   // A calibration key means a projection; some cell must use one.
   std::vector<std::string> policies;

@@ -3,12 +3,18 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "core/atomic_output.h"
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace esa::sweep {
 namespace {
@@ -110,6 +116,46 @@ std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& 
     return std::tie(a.cell.index, a.cell.id) < std::tie(b.cell.index, b.cell.id);
   });
   return out;
+}
+
+// Through a temporary file of the existing format rather than a second serialisation to keep in step
+// with it; a cell is a few KB and takes milliseconds to write.
+namespace {
+std::string temp_cell_path() {
+  static std::atomic<int64_t> counter{0};
+  return (std::filesystem::temp_directory_path() /
+          fmt::format("esa-cell-{}-{}.h5", ::getpid(), counter.fetch_add(1)))
+      .string();
+}
+}  // namespace
+
+std::string cell_to_bytes(const CellRecord& cell) {
+  const std::string path = temp_cell_path();
+  SweepHeader h;
+  h.name = "cell";
+  write_sweep(path, h, {cell}, /*overwrite=*/true);
+  std::string bytes = read_file(path);
+  std::filesystem::remove(path);
+  return bytes;
+}
+
+CellRecord cell_from_bytes(const std::string& bytes) {
+  const std::string path = temp_cell_path();
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.write(bytes.data(), std::streamsize(bytes.size()));
+    ESA_CHECK(f.good(), "{}: cannot write a received cell", path);
+  }
+  std::vector<CellRecord> cells;
+  try {
+    cells = read_sweep(path);
+  } catch (...) {
+    std::filesystem::remove(path);
+    throw;
+  }
+  std::filesystem::remove(path);
+  ESA_CHECK(cells.size() == 1, "a received cell holds {} cells, expected 1", cells.size());
+  return std::move(cells[0]);
 }
 
 }  // namespace esa::sweep

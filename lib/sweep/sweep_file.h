@@ -39,6 +39,11 @@ void write_sweep(const std::string& path, const SweepHeader& header, const std::
 /// Throws esa::Error naming the file when it is not a readable esa-sweep file.
 std::vector<CellRecord> read_sweep(const std::string& path, SweepHeader* header = nullptr);
 
+/// One cell record as bytes (an esa-sweep HDF5 file image holding only that cell) and back: how an
+/// MPI worker sends a finished cell to the rank that writes the file.
+std::string cell_to_bytes(const CellRecord& cell);
+CellRecord cell_from_bytes(const std::string& bytes);
+
 /// The union of several sweeps' cells by id: an ok record beats an error one, otherwise the
 /// first seen is kept. Sorted by grid index, then id.
 std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& parts);

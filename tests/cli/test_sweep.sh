@@ -2,9 +2,10 @@
 # End to end: esa sweep on the embedded model over a 4-cell grid (2 cells calibrate a shared
 # projection). SIGKILL mid-sweep then rerun: every cell once, none half-written, the same answers as
 # an uninterrupted run; shards 1/3..3/3 merged equal the unsharded run; bad configs are one line.
-# Usage: test_sweep.sh ESA_BINARY MODEL TEXT REQUIRE_MODEL(0|1) PYTHON_WITH_H5PY EXPERIMENTS_DIR
+# With WITH_MPI=1 (esa built with ESA_WITH_MPI): mpirun -np 3 gives the serial run's cells.
+# Usage: test_sweep.sh ESA_BINARY MODEL TEXT REQUIRE_MODEL(0|1) PYTHON_WITH_H5PY EXPERIMENTS_DIR WITH_MPI(0|1)
 set -uo pipefail
-ESA="$1"; MODEL="$2"; TEXT="$3"; REQUIRE_MODEL="${4:-0}"; PY="${5:-}"; EXPERIMENTS="${6:-}"
+ESA="$1"; MODEL="$2"; TEXT="$3"; REQUIRE_MODEL="${4:-0}"; PY="${5:-}"; EXPERIMENTS="${6:-}"; WITH_MPI="${7:-0}"
 HERE="$(dirname "${BASH_SOURCE[0]}")"
 # shellcheck source=common.sh
 source "$HERE/common.sh"
@@ -89,6 +90,30 @@ if [[ -n "$PY" ]]; then
   check "shards 1/3 + 2/3 + 3/3 merged = the unsharded run" diff "$WORK/ref.cells" "$WORK/all.cells"
 fi
 
+# --- MPI: dynamic cells over ranks, rank 0 writes -----------------------------------------------
+if [[ "$WITH_MPI" == "1" ]]; then
+  if ! command -v mpirun >/dev/null; then
+    fail "esa was built with MPI but mpirun is not on PATH (install openmpi-bin)"
+  else
+    mpi_flags=(--oversubscribe -np 3)
+    [[ "$(id -u)" == "0" ]] && mpi_flags+=(--allow-run-as-root)
+    # A fresh cache: two workers calibrate the esa cells' shared projection at the same time.
+    OMP_NUM_THREADS=1 mpirun "${mpi_flags[@]}" "$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/mpi.h5" \
+      >"$WORK/mpi.out" 2>"$WORK/mpi.err"; rc=$?
+    check "mpirun -np 3 esa sweep succeeds" test $rc -eq 0
+    check "rank 0 reports the cells once" grep -q "4 cells (4 run now, 0 from before, 0 failed)" "$WORK/mpi.out"
+    check "both workers ran cells" test "$(grep -oE "done by rank [12]" "$WORK/mpi.err" | sort -u | wc -l)" -eq 2
+    if [[ -n "$PY" ]]; then
+      "$PY" "$HERE/h5_layout.py" sweep-cells "$WORK/mpi.h5" >"$WORK/mpi.cells"
+      check "the MPI run's cells and answers = the serial run's" diff "$WORK/ref.cells" "$WORK/mpi.cells"
+    fi
+    OMP_NUM_THREADS=1 mpirun "${mpi_flags[@]}" "$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/mpi.h5" \
+      >"$WORK/mpi2.out" 2>&1; rc=$?
+    check "an MPI rerun resumes: nothing to do" \
+      grep -q "4 cells (0 run now, 4 from before, 0 failed)" "$WORK/mpi2.out"
+  fi
+fi
+
 # --- the shipped grids are valid ---------------------------------------------------------------
 if [[ -n "$EXPERIMENTS" ]]; then
   for f in "$EXPERIMENTS"/*.toml; do
@@ -112,5 +137,9 @@ expect_error "merge of a results file" "not an esa esa-sweep file" \
   "$ESA" sweep --merge "$WORK/ref.h5.cache/$(ls "$WORK/ref.h5.cache" | grep '^proj-' | head -1)" -o "$WORK/x.h5"
 expect_error "merge onto an existing output" "exists (pass --force" \
   "$ESA" sweep --merge "$WORK/s1.h5" -o "$WORK/all.h5"
+sed 's/^name = "test"/name = "other"/' "$WORK/grid.toml" >"$WORK/other.toml"
+"$ESA" sweep --config "$WORK/other.toml" --shard 1/3 -o "$WORK/other.h5" --cache "$WORK/ref.h5.cache" -q >/dev/null 2>&1
+expect_error "merge of another grid's shard" "other.h5: made from another grid config than" \
+  "$ESA" sweep --merge "$WORK/s1.h5" "$WORK/other.h5" -o "$WORK/x.h5"
 check "no output from the failed runs" test ! -e "$WORK/x.h5"
 finish

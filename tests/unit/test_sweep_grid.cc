@@ -60,6 +60,15 @@ lengths = "4k,8k"
 eps = 5
 )", "other.toml");
   EXPECT_EQ(same.cells().at(0).id, cells[7].id);
+  // Axes nest in file order, not in key order (toml++ iterates tables sorted by key).
+  const sweep::Grid reversed = sweep::parse_grid("[axes]\nsuite = [\"kv\", \"multi-niah\"]\neps = [0, 1, 3]\n", "r.toml");
+  ASSERT_EQ(reversed.axes.size(), 2u);
+  EXPECT_EQ(reversed.axes[0].first, "suite");
+  const auto rc = reversed.cells();
+  EXPECT_EQ(rc[0].params.at("suite"), "kv");
+  EXPECT_EQ(rc[1].params.at("eps"), "1");
+  EXPECT_EQ(rc[1].params.at("suite"), "kv");
+  EXPECT_EQ(rc[3].params.at("suite"), "multi-niah");
   // No axis: one cell of the fixed settings.
   EXPECT_EQ(sweep::parse_grid("[fixed]\nsuite = \"kv\"\n", "g.toml").cells().size(), 1u);
 }
