@@ -11,6 +11,9 @@ PACKAGES=(
   libpcre2-dev libsentencepiece-dev libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pip python3-venv python3-numpy python3-h5py python3-matplotlib
 )
+# scripts/test.sh --sanitize (ESA_SETUP_SANITIZE=1): clang's ASan/UBSan and libFuzzer, and
+# llvm-symbolizer for readable reports.
+if [[ "${ESA_SETUP_SANITIZE:-0}" == "1" ]]; then PACKAGES+=(clang libclang-rt-dev llvm); fi
 # Open MPI for `mpirun esa sweep` (ESA_WITH_MPI turns on when CMake finds it; the CLI test then
 # checks it). ESA_SETUP_MPI=0 leaves it out: esa builds without, sweeps use --shard instead.
 if [[ "${ESA_SETUP_MPI:-1}" == "1" ]]; then PACKAGES+=(libopenmpi-dev openmpi-bin); fi

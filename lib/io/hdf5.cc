@@ -2,6 +2,10 @@
 // esa::Error naming the file and object, and every handle is closed by a small RAII guard.
 #include "io/hdf5.h"
 
+#include <unistd.h>
+
+#include <limits>
+
 #include <hdf5.h>
 
 #include <algorithm>
@@ -86,6 +90,24 @@ size_t element_count(const std::vector<int64_t>& shape) {
   size_t n = 1;
   for (int64_t d : shape) n *= size_t(d);
   return n;
+}
+
+// A dataset's claimed size is file data: a corrupt or hostile file can claim 2^62 elements. Before
+// allocating for a read, the element count must not overflow and the bytes must fit in this
+// machine's memory; otherwise the file is refused instead of the process dying.
+size_t checked_read_count(const std::string& where, const std::vector<int64_t>& shape, size_t element_bytes) {
+  static const uint64_t memory = uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE));
+  uint64_t n = 1;
+  for (int64_t d : shape) {
+    ESA_CHECK(d >= 0, "{}: negative dimension {}", where, d);
+    ESA_CHECK(d == 0 || n <= std::numeric_limits<uint64_t>::max() / uint64_t(d) / element_bytes,
+              "{}: its shape overflows (a corrupt file?)", where);
+    n *= uint64_t(d);
+  }
+  ESA_CHECK(n * element_bytes <= memory, "{}: claims {} elements ({:.1f} GiB), more than this machine's {:.1f} GiB of "
+            "memory (a corrupt file?)", where, n, double(n * element_bytes) / double(1ull << 30),
+            double(memory) / double(1ull << 30));
+  return size_t(n);
 }
 
 }  // namespace
@@ -413,8 +435,9 @@ std::vector<float> H5File::read_float_rows(const std::string& dataset, int64_t r
   ESA_CHECK(!dims.empty(), "{}: scalar dataset, expected rows", where(dataset));
   ESA_CHECK(row0 >= 0 && rows >= 0 && row0 + rows <= dims[0], "{}: rows [{}, {}) outside its {} rows", where(dataset),
             row0, row0 + rows, dims[0]);
-  size_t n = size_t(rows);
-  for (size_t i = 1; i < dims.size(); ++i) n *= size_t(dims[i]);
+  std::vector<int64_t> read_shape = dims;
+  read_shape[0] = rows;
+  const size_t n = checked_read_count(where(dataset), read_shape, sizeof(float));
   std::vector<float> out(n);
   if (is_half(id_or_fail(), dataset)) {
     std::vector<uint16_t> half(n);
@@ -437,13 +460,13 @@ std::vector<float> H5File::read_floats(const std::string& dataset) const {
 }
 
 std::vector<double> H5File::read_doubles(const std::string& dataset) const {
-  std::vector<double> out(element_count(shape(dataset)));
+  std::vector<double> out(checked_read_count(where(dataset), shape(dataset), sizeof(double)));
   read_raw(dataset, H5T_NATIVE_DOUBLE, out.data(), out.size());
   return out;
 }
 
 std::vector<int64_t> H5File::read_ints(const std::string& dataset) const {
-  std::vector<int64_t> out(element_count(shape(dataset)));
+  std::vector<int64_t> out(checked_read_count(where(dataset), shape(dataset), sizeof(int64_t)));
   {
     Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
     Handle t(H5Dget_type(ds.get()), H5Tclose);
@@ -454,7 +477,7 @@ std::vector<int64_t> H5File::read_ints(const std::string& dataset) const {
 }
 
 std::vector<std::string> H5File::read_strings(const std::string& dataset) const {
-  const size_t n = element_count(shape(dataset));
+  const size_t n = checked_read_count(where(dataset), shape(dataset), sizeof(char*));
   Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
   Handle t(H5Dget_type(ds.get()), H5Tclose);
   ESA_CHECK(t.ok() && H5Tget_class(t.get()) == H5T_STRING && H5Tis_variable_str(t.get()) > 0,

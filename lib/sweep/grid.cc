@@ -215,6 +215,14 @@ Grid parse_grid(const std::string& text, const std::string& path) {
   for (const auto& [key, values] : g.axes) {
     if (key == "policy") policies = values;
   }
+  // The product is materialised (cells()); a few axes of a few hundred values would be an
+  // allocation bomb and no one's intent.
+  int64_t n_cells = 1;
+  for (const auto& [key, values] : g.axes) {
+    n_cells *= int64_t(values.size());
+    ESA_CHECK(n_cells <= kMaxCells, "{}: the axes make more than {} cells (up to '{}'); split the grid", path,
+              kMaxCells, key);
+  }
   if (policies.empty()) policies.push_back("full");  // esa eval's default
   const bool any_esa = std::find(policies.begin(), policies.end(), "esa") != policies.end();
   for (const KeyInfo& k : known_keys()) {

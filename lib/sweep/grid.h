@@ -39,6 +39,9 @@ struct Cell {
   std::string id;                              // first 16 hex digits of sha256("key=value\n"...)
 };
 
+/// The most cells one grid may have (parse_grid refuses more).
+inline constexpr int64_t kMaxCells = 1'000'000;
+
 struct Grid {
   std::string path;
   std::string name, description;
@@ -52,7 +55,8 @@ struct Grid {
 /// line), unknown tables or keys (naming the closest known key), empty axes, repeated axis values,
 /// a key both fixed and varied, values of the wrong type, bad values (unknown policy, suite,
 /// method; malformed lengths or depths; negative budgets), and combinations that cannot mean
-/// anything: a calibration key set while no cell's policy is esa (no cell would use a projection).
+/// anything: a calibration key set while no cell's policy is esa (no cell would use a projection),
+/// and more than kMaxCells cells.
 Grid parse_grid(const std::string& toml_text, const std::string& path);
 Grid load_grid(const std::string& path);
 

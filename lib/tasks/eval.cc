@@ -43,8 +43,12 @@ std::vector<int64_t> parse_lengths(const std::string& text) {
   for (std::string item : split(text, ',')) {
     ESA_CHECK(!item.empty(), "bad --lengths '{}': an empty item", text);
     int64_t scale = 1;
-    if (item.back() == 'k' || item.back() == 'K') scale = 1024, item.pop_back();
-    if (item.back() == 'm' || item.back() == 'M') scale = 1024 * 1024, item.pop_back();
+    if (item.back() == 'k' || item.back() == 'K') {
+      scale = 1024, item.pop_back();
+    } else if (item.back() == 'm' || item.back() == 'M') {
+      scale = 1024 * 1024, item.pop_back();
+    }
+    ESA_CHECK(!item.empty(), "bad --lengths '{}': a unit without a number", text);
     const double v = parse_number(item, "length") * double(scale);
     ESA_CHECK(v >= 1 && v <= double(1ll << 40) && v == std::floor(v), "bad --lengths item '{}': not a whole number of "
               "tokens >= 1", item);

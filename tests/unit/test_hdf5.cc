@@ -2,6 +2,7 @@
 // against core/half), appended datasets, and one-line errors for missing, truncated and
 // non-HDF5 files.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include <cmath>
 #include <filesystem>
@@ -131,6 +132,33 @@ TEST(Hdf5, BadFilesGiveOneLineErrorsNamingTheFile) {
     EXPECT_NE(e.find("cut.h5"), std::string::npos) << "cut at " << cut << ": '" << e << "'";
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   }
+}
+
+// A file can claim any shape; reading must refuse one that cannot fit in memory rather than die
+// in the allocation (found by tests/fuzz/fuzz_hdf5). The dataset is chunked and never written,
+// so the file itself stays a few KB.
+TEST(Hdf5, DatasetsClaimingMoreThanMemoryAreRefused) {
+  const std::string path = test::temp_dir() + "/bomb.h5";
+  {
+    const hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[2] = {hsize_t(1) << 40, 64}, chunk[2] = {16, 64};
+    const hid_t space = H5Screate_simple(2, dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 2, chunk);
+    for (const char* name : {"floats", "ints"}) {
+      const hid_t type = std::string(name) == "ints" ? H5T_STD_I64LE : H5T_IEEE_F32LE;
+      H5Dclose(H5Dcreate2(f, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    }
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Fclose(f);
+  }
+  const io::H5File f = io::H5File::open(path);
+  EXPECT_NE(error_of([&] { (void)f.read_floats("floats"); }).find("more than this machine's"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)f.read_ints("ints"); }).find("more than this machine's"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)f.read_float_rows("floats", 0, int64_t(1) << 39); }).find("bomb.h5: floats: claims"),
+            std::string::npos);
+  EXPECT_EQ(f.read_float_rows("floats", 5, 2).size(), 128u);  // a slice that fits is still fine
 }
 
 TEST(AtomicOutput, AppearsOnlyOnCommitAndRefusesToOverwrite) {

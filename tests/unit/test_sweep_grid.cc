@@ -96,9 +96,13 @@ TEST(SweepGrid, Shards) {
 }
 
 TEST(SweepGrid, BadConfigsNameTheProblem) {
+  std::string many;  // 101 distinct values: three such axes make 1030301 cells
+  for (int i = 0; i <= 100; ++i) many += (i ? ", " : "") + std::to_string(i + 1);
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"[fixed]\nsuite = \"kv\"\nepz = 3\n", "grid.toml:3: unknown key 'epz' (did you mean 'eps'?)"},
       {"[axes]\neps = []\n", "axis 'eps' is empty"},
+      {"[axes]\neps = [" + many + "]\nchunk = [" + many + "]\nselect = [" + many + "]\n",
+       "the axes make more than 1000000 cells (up to 'select')"},
       {"[axes]\neps = [1, 3, 1]\n", "axis 'eps' lists 1 twice"},
       {"[fixed]\neps = 1\n[axes]\neps = [1, 3]\n", "'eps' is both fixed and an axis"},
       {"[fixed]\neps = \"three\"\n", "'eps' must be an integer"},

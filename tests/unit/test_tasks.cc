@@ -272,7 +272,7 @@ TEST(EvalGrid, LengthsAndDepths) {
   EXPECT_EQ(tasks::parse_lengths("3000,1k,3000"), (std::vector<int64_t>{1024, 3000}));
   EXPECT_EQ(tasks::parse_lengths("1m"), (std::vector<int64_t>{1 << 20}));
   EXPECT_EQ(tasks::parse_lengths("1.5k"), (std::vector<int64_t>{1536}));
-  for (const char* bad : {"", "4k,", "k", "-1k", "0", "1.3", "4kk", "four", "1e99"}) {
+  for (const char* bad : {"", "4k,", "k", "M", "1km", "-1k", "0", "1.3", "4kk", "four", "1e99"}) {
     EXPECT_THROW(tasks::parse_lengths(bad), Error) << bad;
   }
   const std::vector<double> d = tasks::parse_depths("0:100:10");
