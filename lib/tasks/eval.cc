@@ -179,9 +179,11 @@ void run_eval(const LlamaModel& model, const text::Tokenizer& tok, const Suite& 
           progress.advance(length);
           std::string shown = c.generated.substr(0, 60);
           std::replace(shown.begin(), shown.end(), '\n', ' ');
-          progress.note(fmt::format("  {:<10} {:>7} {:>5.1f}% #{}: {} ({:.2f}) '{}'", c.key.policy, length,
-                                    100.0 * depth, s, c.correct ? "correct" : "wrong  ", c.score, shown));
+          const std::string line = fmt::format("  {:<10} {:>7} {:>5.1f}% #{}: {} ({:.2f}) '{}'", c.key.policy, length,
+                                               100.0 * depth, s, c.correct ? "correct" : "wrong  ", c.score, shown);
+          // Saved first, reported second: a case shown finished on stderr is already in the output.
           on_case(std::move(c));
+          progress.note(line);
         }
       }
     }
