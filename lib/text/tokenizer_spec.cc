@@ -131,6 +131,10 @@ void read_tokenizer_json(const json& tj, const std::string& path, TokenizerSpec&
     ESA_CHECK(id >= 0 && id < INT32_MAX, "{}: added token id {} out of range", path, id);
     n = std::max(n, id + 1);
   }
+  // Ids must be dense (checked below); before allocating, a single huge id is already a contradiction.
+  const int64_t listed = int64_t(model["vocab"].size() + added.size());
+  ESA_CHECK(n <= listed, "{}: token ids go up to {} but only {} tokens are listed (ids must be 0..n-1)", path,
+            n - 1, listed);
   spec.tokens.assign(n, std::string());
   spec.types.assign(n, TokenType::undefined);
   auto set = [&](int64_t id, const std::string& piece, TokenType type) {
@@ -286,7 +290,9 @@ TokenizerSpec tokenizer_spec_from_gguf(const io::GgufFile& gguf) {
   return spec;
 }
 
-TokenizerSpec tokenizer_spec_from_hf_dir(const std::string& dir) {
+namespace {
+
+TokenizerSpec read_hf_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   ESA_CHECK(fs::is_directory(dir), "{}: not a directory", dir);
   const std::string json_path = (fs::path(dir) / "tokenizer.json").string();
@@ -315,6 +321,18 @@ TokenizerSpec tokenizer_spec_from_hf_dir(const std::string& dir) {
   if (spec.chat_template.empty() && fs::exists(jinja_path)) spec.chat_template = read_file(jinja_path);
   add_known_eot_ids(spec);
   return spec;
+}
+
+}  // namespace
+
+TokenizerSpec tokenizer_spec_from_hf_dir(const std::string& dir) {
+  // The readers check the fields they rely on; a value of an unexpected JSON type anywhere else
+  // (found by tests/fuzz/fuzz_tokenizer_json) still becomes one line naming the files, not a crash.
+  try {
+    return read_hf_dir(dir);
+  } catch (const nlohmann::json::exception& e) {
+    ESA_FAIL("{}: tokenizer.json or tokenizer_config.json has an unexpected structure: {}", dir, e.what());
+  }
 }
 
 }  // namespace esa::text
