@@ -146,11 +146,16 @@ def fig_lengths(a):
     ax.set_xticks(sorted(every), [length_label(n) for n in sorted(every)])
     ax.minorticks_off()
     ax.set_xlabel("context length (tokens)")
+    finish_accuracy_plot(fig, ax, a.output)
+
+
+def finish_accuracy_plot(fig, ax, output):
+    """The y axis, grid, legend and files shared by the accuracy line plots."""
     ax.set_ylabel("% correct")
     ax.set_ylim(-5, 105)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    save(fig, a.output)
+    save(fig, output)
 
 
 def fig_ablation(a):
@@ -177,11 +182,7 @@ def fig_ablation(a):
             xs = [p[0] for p in pts]
         ax.plot(xs, [p[1] for p in pts], marker="o", label=rest or "all")
     ax.set_xlabel(a.x)
-    ax.set_ylabel("% correct")
-    ax.set_ylim(-5, 105)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save(fig, a.output)
+    finish_accuracy_plot(fig, ax, a.output)
 
 
 def fig_recall(a):

@@ -32,3 +32,15 @@ require_model_and_h5py() {
     echo "note: no python3 with h5py; the h5py checks are skipped"
   fi
 }
+
+# kill_after_cases PID LOG N: SIGKILLs PID once its stderr LOG shows N finished eval cases
+# (or it exits first; at most 60 s), then reaps it.
+kill_after_cases() {
+  local pid="$1" log="$2" n="$3"
+  for _ in $(seq 1 600); do
+    [[ $(grep -cE "#0: (correct|wrong)" "$log" 2>/dev/null) -ge $n ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}

@@ -30,12 +30,7 @@ check "progress on stderr: cases, tokens/s, ETA" grep -qE "eval case [0-9]+/12: 
 "$ESA" eval "${GRID[@]}" -o "$WORK/run.h5" >"$WORK/run1.out" 2>"$WORK/run1.err" &
 pid=$!
 # Kill once a few cases are in the file (each finished case is logged on stderr).
-for _ in $(seq 1 600); do
-  [[ $(grep -cE "#0: (correct|wrong)" "$WORK/run1.err" 2>/dev/null) -ge 4 ]] && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null
+kill_after_cases $pid "$WORK/run1.err" 4
 done_before=$(grep -cE "#0: (correct|wrong)" "$WORK/run1.err")
 check "the run was killed mid-grid ($done_before of 12 cases logged)" test "$done_before" -ge 4 -a "$done_before" -lt 12
 check "the killed run left a readable results.h5" test -f "$WORK/run.h5"

@@ -56,13 +56,8 @@ fi
 "$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/run.h5" --cache "$WORK/ref.h5.cache" >"$WORK/run1.out" \
   2>"$WORK/run1.err" &
 pid=$!
-for _ in $(seq 1 600); do
-  # 4 cases per cell: the 5th finished case is inside the second cell.
-  [[ $(grep -cE "#0: (correct|wrong)" "$WORK/run1.err" 2>/dev/null) -ge 5 ]] && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null
+# 4 cases per cell: the 5th finished case is inside the second cell.
+kill_after_cases $pid "$WORK/run1.err" 5
 n_cases=$(grep -cE "#0: (correct|wrong)" "$WORK/run1.err")
 check "the sweep was killed after its first cell ($n_cases of 16 cases)" test "$n_cases" -ge 5 -a "$n_cases" -lt 16
 "$ESA" sweep --config "$WORK/grid.toml" -o "$WORK/run.h5" --cache "$WORK/ref.h5.cache" >"$WORK/run2.out" 2>&1; rc=$?
