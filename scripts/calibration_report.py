@@ -14,6 +14,9 @@ import sys
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import esa_h5  # noqa: E402
+
 METHODS = ["closed", "adam", "pca"]
 KS = ["recall_at_16", "recall_at_64", "recall_at_256", "recall_at_25pct"]
 
@@ -21,7 +24,7 @@ KS = ["recall_at_16", "recall_at_64", "recall_at_256", "recall_at_25pct"]
 def load(path):
     with h5py.File(path, "r") as f:
         m = {k: f["metrics"][k][:] for k in f["metrics"]}
-        m["attrs"] = dict(f.attrs)
+        m["attrs"] = esa_h5.attrs(f)
     return m
 
 

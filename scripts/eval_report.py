@@ -6,8 +6,12 @@ import argparse
 import collections
 import glob
 import os
+import sys
 
 import h5py
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import esa_h5  # noqa: E402
 
 ORDER = ["full", "streaming", "infllm", "quest", "esa", "esa-closed", "esa-adam", "oracle"]
 
@@ -16,7 +20,7 @@ def load(path):
     with h5py.File(path, "r") as f:
         c = f["cases"]
         rows = list(zip(c["length"][:], c["depth"][:], c["correct"][:], c["score"][:]))
-        return rows, dict(f.attrs)
+        return rows, esa_h5.attrs(f)
 
 
 def main():
@@ -28,7 +32,7 @@ def main():
     for path in sorted(glob.glob(os.path.join(a.dir, "*.h5"))):
         stem = os.path.basename(path)[:-3]
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != "esa-results" or "_" not in stem:
+            if esa_h5.attrs(f).get("format") != "esa-results" or "_" not in stem:
                 continue
         suite, label = stem.rsplit("_", 1)
         by_suite[suite][label], _ = load(path)

@@ -23,6 +23,9 @@ import sys
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import esa_h5  # noqa: E402
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -55,7 +58,7 @@ def series(path):
     """(label, cases, params) for each series in a results.h5 or sweep.h5."""
     out = []
     with open_h5(path) as f:
-        fmt = f.attrs.get("format", "")
+        fmt = esa_h5.attrs(f).get("format", "")
         if fmt == "esa-results":
             cases = read_cases(f["cases"])
             by_policy = collections.OrderedDict()
@@ -64,12 +67,12 @@ def series(path):
             for policy, cs in by_policy.items():
                 out.append((policy, cs, {"policy": policy}))
         elif fmt == "esa-sweep":
-            axes = [a for a in f.attrs["axes"].split(",") if a]
+            axes = [a for a in esa_h5.attrs(f)["axes"].split(",") if a]
             for cid in f["cells"]:
                 g = f["cells"][cid]
-                if g.attrs["status"] != "ok":
+                if esa_h5.attrs(g)["status"] != "ok":
                     continue
-                params = {k: g.attrs[k] for k in g.attrs["params"].split(",") if k}
+                params = {k: esa_h5.attrs(g)[k] for k in esa_h5.attrs(g)["params"].split(",") if k}
                 label = " ".join(f"{a}={params[a]}" for a in axes) or cid
                 out.append((label, read_cases(g["cases"]), params))
         else:
@@ -165,9 +168,9 @@ def fig_ablation(a):
     axes_seen = set()
     for path in a.inputs:
         with open_h5(path) as f:
-            if f.attrs.get("format", "") != "esa-sweep":
+            if esa_h5.attrs(f).get("format", "") != "esa-sweep":
                 fail(f"{path}: ablation needs a sweep.h5")
-            axes_seen.update(x for x in f.attrs["axes"].split(",") if x)
+            axes_seen.update(x for x in esa_h5.attrs(f)["axes"].split(",") if x)
         for _, cases, params in series(path):
             if a.x not in params:
                 fail(f"{path}: no setting '{a.x}' in its cells")
@@ -188,7 +191,7 @@ def fig_ablation(a):
 def fig_recall(a):
     path = a.inputs[0]
     with open_h5(path) as f:
-        if f.attrs.get("format", "") != "esa-proj" or "metrics" not in f:
+        if esa_h5.attrs(f).get("format", "") != "esa-proj" or "metrics" not in f:
             fail(f"{path}: not an esa proj.h5 with /metrics")
         m = f["metrics"]
         layers = m["layer"][:]
@@ -201,7 +204,7 @@ def fig_recall(a):
         ax.set_xlabel("layer")
         ax.set_ylabel("held-out recall")
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{os.path.basename(path)}: {f.attrs.get('method', '')}, d' {list(f.attrs.get('dims', []))[:1]}",
+        ax.set_title(f"{os.path.basename(path)}: {esa_h5.attrs(f).get('method', '')}, d' {list(esa_h5.attrs(f).get('dims', []))[:1]}",
                      fontsize=9)
         ax.legend(fontsize=7, ncol=len(names))
     save(fig, a.output)

@@ -231,10 +231,18 @@ void run_eval_command(EvalCliOptions& o) {
   if (resumed > 0 && !o.quiet) fmt::print(stderr, "{}: resuming, {} cases already done\n", o.output, resumed);
   // A file exists from the start (even before the first case), so a run is visible and resumable.
   write_results(o.output, prov, config_str, history, o, grid, labels, cases);
-  tasks::run_eval(model, *tok, *suite, eo, done, [&](tasks::CaseResult&& c) {
-    cases.push_back(std::move(c));
-    write_results(o.output, prov, config_str, history, o, grid, labels, cases);
-  });
+  try {
+    tasks::run_eval(model, *tok, *suite, eo, done, [&](tasks::CaseResult&& c) {
+      cases.push_back(std::move(c));
+      write_results(o.output, prov, config_str, history, o, grid, labels, cases);
+    });
+  } catch (...) {
+    // Stopped (an error, an interrupt) before any case was saved: the file holds no result, so
+    // it goes too; a failed run leaves no output behind. With cases in it, it stays: resumable.
+    std::error_code ignored;
+    if (cases.empty()) std::filesystem::remove(o.output, ignored);
+    throw;
+  }
 
   // The table covers this run's grid (the file may hold more from earlier runs).
   std::vector<tasks::CaseResult> shown;

@@ -12,6 +12,8 @@
 #include "policy_flags.h"
 #include "core/error.h"
 #include "model/generate.h"
+#include "model/kv_cache.h"
+#include "text/byte_mapping.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -40,6 +42,7 @@ void run_generate(const GenerateCliOptions& opt) {
   const LlamaModel model = LlamaModel::load(opt.model);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
+  text::check_utf8(opt.prompt, "--prompt");
   std::string input = opt.prompt;
   if (opt.chat) {
     input = text::chat_prompt(tok->spec(), opt.prompt);
@@ -52,6 +55,9 @@ void run_generate(const GenerateCliOptions& opt) {
             prompt.size(), opt.max_new, max_context);
   // The policy first: a bad --proj is reported before anything is printed.
   std::unique_ptr<attention::Policy> policy = attention::make_policy(policy_options, model.config());
+  policy_options.check_selective_for(int64_t(prompt.size()) + opt.max_new);
+  const ModelConfig& c = model.config();
+  KvCache::check_fits(c.n_layers, c.n_kv_heads, c.head_dim, int64_t(prompt.size()) + opt.max_new);
   fmt::print(stderr, "model loaded in {:.2f} s ({:.0f} MiB of float32 weights), prompt {} tokens\n", load_s,
              double(model.weights().bytes()) / (1 << 20), prompt.size());
 

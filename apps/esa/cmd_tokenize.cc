@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "text/byte_mapping.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -67,6 +68,7 @@ void run_tokenize(const TokenizeOptions& opt) {
   if (!opt.file.empty()) {
     input = read_file(opt.file);
   }
+  text::check_utf8(input, opt.file.empty() ? "--text" : opt.file);
   if (opt.chat) {
     input = text::chat_prompt(tok->spec(), input);
   }

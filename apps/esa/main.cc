@@ -8,6 +8,8 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/interrupt.h"
+#include "core/memory_limit.h"
 #include "core/run_info.h"
 #include "core/version.h"
 
@@ -32,9 +34,15 @@ std::string default_calibration_text_path() {
 
 int main(int argc, char** argv) {
   esa::set_command_line(argc, argv);
+  esa::install_interrupt_handlers();
   CLI::App app{"esa: Efficient Selective Attention for long-context LLM inference"};
   app.set_version_flag("--version", fmt::format("esa {} (git {})", esa::version(), esa::git_revision()),
                        "Print the version and git revision, then exit");
+  app.add_option_function<std::string>(
+         "--max-memory", [](const std::string& text) { esa::set_max_memory(esa::parse_memory_size(text)); },
+         "Most memory to use, like 8G or 75% (default: 90% of physical or cgroup memory); the weights, KV cache "
+         "and HDF5 reads are checked against it before they are allocated")
+      ->type_name("SIZE");
   app.require_subcommand(1);
   app.fallthrough();
   esa::cli::register_info(app);
@@ -53,6 +61,12 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     fmt::print(stderr, "esa: error: {}\n", e.what());
     return 1;
+  } catch (const esa::Interrupted& e) {
+    // Temporary outputs are gone by now (unwinding); eval and sweep keep their finished cases.
+    std::fflush(stdout);
+    fmt::print(stderr, "esa: {}: stopped, nothing half-written kept (esa eval --resume or a rerun of esa sweep "
+               "continues from the saved cases)\n", e.what());
+    return 128 + e.signal();
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "esa: error: out of memory\n");
     return 1;

@@ -75,6 +75,17 @@ void PolicyOptions::validate() const {
   ESA_CHECK(w >= -1, "--w must be >= 0 (or -1 for --local), got {}", w);
 }
 
+void PolicyOptions::check_selective_for(int64_t context) const {
+  if (kind == PolicyKind::full) return;
+  const bool selects = kind != PolicyKind::streaming;
+  const int64_t budget_tokens = budget.init + budget.local + (selects ? budget.select : 0);
+  ESA_CHECK(budget_tokens < context,
+            "--policy {}: its budget (--init {} + --local {}{}) = {} tokens covers the whole {}-token context, "
+            "which makes it full attention; lower the budget or use --policy full",
+            policy_name(kind), budget.init, budget.local, selects ? fmt::format(" + --select {}", budget.select) : "",
+            budget_tokens, context);
+}
+
 ContextSplit split_context(const Budget& budget, int64_t chunk_begin) {
   // The window comes first: the initial tokens are the first `init` tokens it does not
   // already cover. So a window that reaches back to token 0 leaves nothing to the long branch,

@@ -50,6 +50,9 @@ struct PolicyOptions {
   int64_t query_position() const { return w >= 0 ? w : budget.local; }
   /// Throws esa::Error on inconsistent values (negative budgets, eps < 0, ...).
   void validate() const;
+  /// Throws esa::Error when a selective policy's budget covers a `context`-token sequence: it
+  /// would silently be full attention (a result labelled esa that is not esa's).
+  void check_selective_for(int64_t context) const;
 };
 
 /// What a policy sees for one layer and one chunk. The cache already holds the chunk's keys and

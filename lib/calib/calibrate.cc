@@ -5,12 +5,14 @@
 #include <omp.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 
 #include "attention/policy.h"
 #include "attention/projection_file.h"
 #include "core/atomic_output.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/progress.h"
 #include "io/hdf5.h"
 #include "io/provenance.h"
@@ -177,6 +179,7 @@ CalibrateReport calibrate(const CalibrateOptions& o) {
   const size_t n_train = n_seq - n_held;
 
   AtomicOutput out(o.output, o.force);
+  AtomicOutput::remove_stale(o.output);  // the temporary file of a killed earlier run
   CalibrateReport report;
   for (size_t i = 0; i < o.eval.ks.size() + 1; ++i) report.recall_names.push_back(recall_name(o.eval, i));
   report.train_tokens = info.seq_end[n_train - 1];
@@ -199,6 +202,12 @@ CalibrateReport calibrate(const CalibrateOptions& o) {
       data[i - g0].layer = info.layers[i];
       data[i - g0].q = qk.read_floats(g + "/q_folded");
       data[i - g0].k = qk.read_floats(g + "/k");
+      // One NaN would turn every fitted matrix into NaN: refuse the file instead, naming the row.
+      for (const auto& [name, values] : {std::pair{"q_folded", &data[i - g0].q}, std::pair{"k", &data[i - g0].k}}) {
+        const auto bad = std::find_if(values->begin(), values->end(), [](float x) { return !std::isfinite(x); });
+        ESA_CHECK(bad == values->end(), "{}: {}/{} holds NaN or Inf (at value {}): the activations diverged, or the "
+                  "file is corrupt", o.qk_path, g, name, bad - values->begin());
+      }
     }
     report.read_seconds += since(tr);
     std::vector<std::string> errors(g1 - g0);
@@ -211,6 +220,7 @@ CalibrateReport calibrate(const CalibrateOptions& o) {
       }
     }
     for (const auto& e : errors) ESA_CHECK(e.empty(), "{}", e);
+    check_interrupt();
     progress.advance(int64_t(g1 - g0));
   }
   progress.finish();

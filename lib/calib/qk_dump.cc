@@ -20,6 +20,7 @@
 #include "core/file_io.h"
 #include "core/progress.h"
 #include "core/sha256.h"
+#include "text/byte_mapping.h"
 
 namespace esa::calib {
 namespace {
@@ -128,8 +129,10 @@ DumpSummary dump_qk(const LlamaModel& model, const text::Tokenizer& tokenizer, c
   for (int64_t l : opt.layers) ESA_CHECK(l >= 0 && l < c.n_layers, "layer {} out of range (model has {})", l, c.n_layers);
 
   AtomicOutput out(opt.output, opt.force);
+  AtomicOutput::remove_stale(opt.output);  // the temporary file of a killed earlier run
   const std::string text = read_file(opt.text_path, uint64_t(1) << 32);
   ESA_CHECK(!text.empty(), "{}: empty text", opt.text_path);
+  text::check_utf8(text, opt.text_path);
   std::vector<int32_t> ids = tokenizer.encode(text, /*add_special=*/false, /*parse_special=*/false);
   const bool bos = tokenizer.spec().add_bos && tokenizer.spec().bos_id >= 0;
   // Each sequence is [BOS] + the next text tokens; count what the text can give.
@@ -155,6 +158,7 @@ DumpSummary dump_qk(const LlamaModel& model, const text::Tokenizer& tokenizer, c
       if (bos) seq.push_back(tokenizer.spec().bos_id);
       while (int64_t(seq.size()) < len) seq.push_back(ids[next++]);
       KvCache cache = model.make_cache();
+      cache.reserve(len);  // checked against --max-memory before the prefill
       ForwardOptions f;
       f.chunk = opt.chunk;
       f.policy = &recorder;

@@ -37,6 +37,10 @@ AtomicOutput::AtomicOutput(std::string path, bool overwrite) : path_(std::move(p
   ESA_CHECK(::access(folder.c_str(), W_OK) == 0, "{}: the folder {} is not writable", path_, folder);
   ESA_CHECK(!std::filesystem::is_directory(path_), "{}: is a folder, expected a file name", path_);
   ESA_CHECK(overwrite || !std::filesystem::exists(path_), "{}: exists (pass --force to overwrite)", path_);
+  // The result is renamed over the output: a device (/dev/full) or a pipe would be replaced by
+  // a plain file, so only regular files (or new names) are outputs.
+  ESA_CHECK(!std::filesystem::exists(path_) || std::filesystem::is_regular_file(path_),
+            "{}: not a regular file (esa writes a temporary file and renames it onto the output)", path_);
   temp_ = path_ + ".partial-" + std::to_string(::getpid());
 }
 

@@ -2,8 +2,6 @@
 // esa::Error naming the file and object, and every handle is closed by a small RAII guard.
 #include "io/hdf5.h"
 
-#include <unistd.h>
-
 #include <limits>
 
 #include <hdf5.h>
@@ -14,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/memory_limit.h"
 
 namespace esa::io {
 namespace {
@@ -21,8 +20,12 @@ namespace {
 static_assert(sizeof(hid_t) == sizeof(int64_t), "hid_t is 64-bit since HDF5 1.10");
 
 // HDF5 prints its error stack to stderr by default; esa reports its own one-line errors.
+// H5dont_atexit (before any other HDF5 call): a file whose close failed (a full disk) stays
+// registered, and libhdf5 1.10's exit handler crashes closing it again (SIGSEGV in
+// H5F__close_cb after the error was reported). The OS closes the descriptor at exit anyway.
 void quiet_hdf5() {
   static const bool done = [] {
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
@@ -67,11 +70,28 @@ hid_t half_type() {
   return type;
 }
 
-Handle utf8_string_type() {
+// Strings are fixed-length (NUL-padded UTF-8 of the longest one's size), never variable-length:
+// variable-length strings live in HDF5's global heap, and libhdf5 1.10's global-heap reader
+// crashes, hangs or allocates without bound on a corrupt file (tests/fuzz/README.md, found by
+// fuzz_hdf5). A reader that refuses them never reaches that code.
+Handle fixed_string_type(size_t size) {
   Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(t.get(), H5T_VARIABLE);
+  H5Tset_size(t.get(), std::max<size_t>(size, 1));
+  H5Tset_strpad(t.get(), H5T_STR_NULLPAD);
   H5Tset_cset(t.get(), H5T_CSET_UTF8);
   return t;
+}
+
+// The file's string type, checked to be one esa reads; its size in bytes.
+size_t checked_string_size(const std::string& where, hid_t type) {
+  ESA_CHECK(type >= 0 && H5Tget_class(type) == H5T_STRING, "{}: not a string", where);
+  ESA_CHECK(H5Tis_variable_str(type) <= 0,
+            "{}: a variable-length string (a file from esa before 2026-11-26, or not esa's): convert it with "
+            "scripts/h5_upgrade.py",
+            where);
+  const size_t size = H5Tget_size(type);
+  ESA_CHECK(size >= 1 && size <= (size_t(1) << 30), "{}: a string of {} bytes (a corrupt file?)", where, size);
+  return size;
 }
 
 Handle link_create_plist() {
@@ -93,10 +113,9 @@ size_t element_count(const std::vector<int64_t>& shape) {
 }
 
 // A dataset's claimed size is file data: a corrupt or hostile file can claim 2^62 elements. Before
-// allocating for a read, the element count must not overflow and the bytes must fit in this
-// machine's memory; otherwise the file is refused instead of the process dying.
+// allocating for a read, the element count must not overflow and the bytes must fit in
+// --max-memory (core/memory_limit.h); otherwise the file is refused instead of the process dying.
 size_t checked_read_count(const std::string& where, const std::vector<int64_t>& shape, size_t element_bytes) {
-  static const uint64_t memory = uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE));
   uint64_t n = 1;
   for (int64_t d : shape) {
     ESA_CHECK(d >= 0, "{}: negative dimension {}", where, d);
@@ -104,9 +123,7 @@ size_t checked_read_count(const std::string& where, const std::vector<int64_t>& 
               "{}: its shape overflows (a corrupt file?)", where);
     n *= uint64_t(d);
   }
-  ESA_CHECK(n * element_bytes <= memory, "{}: claims {} elements ({:.1f} GiB), more than this machine's {:.1f} GiB of "
-            "memory (a corrupt file?)", where, n, double(n * element_bytes) / double(1ull << 30),
-            double(memory) / double(1ull << 30));
+  check_memory(fmt::format("{}: reading it", where), n, element_bytes, "values");
   return size_t(n);
 }
 
@@ -238,9 +255,8 @@ void H5File::set_attr_raw(const std::string& object, const std::string& name, in
 }
 
 void H5File::set_attr(const std::string& object, const std::string& name, const std::string& value) {
-  Handle t = utf8_string_type();
-  const char* p = value.c_str();
-  set_attr_raw(object, name, t.get(), &p, -1);
+  Handle t = fixed_string_type(value.size());
+  set_attr_raw(object, name, t.get(), value.c_str(), -1);  // c_str: one NUL byte for ""
 }
 
 void H5File::set_attr(const std::string& object, const std::string& name, int64_t value) {
@@ -269,20 +285,12 @@ std::string H5File::attr_string(const std::string& object, const std::string& na
   Handle attr(H5Aopen_by_name(id_or_fail(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   Handle type(H5Aget_type(attr.get()), H5Tclose);
   Handle space(H5Aget_space(attr.get()), H5Sclose);
-  ESA_CHECK(type.ok() && H5Tget_class(type.get()) == H5T_STRING && H5Sget_simple_extent_npoints(space.get()) == 1,
-            "{}: attribute '{}' is not a string", where(object), name);
-  if (H5Tis_variable_str(type.get()) > 0) {
-    Handle mem = utf8_string_type();
-    char* p = nullptr;
-    ESA_CHECK(H5Aread(attr.get(), mem.get(), &p) >= 0, "{}: cannot read attribute '{}'", where(object), name);
-    std::string out = p != nullptr ? std::string(p) : std::string();
-    H5free_memory(p);
-    return out;
-  }
-  const size_t size = H5Tget_size(type.get());
+  ESA_CHECK(H5Sget_simple_extent_npoints(space.get()) == 1, "{}: attribute '{}' is not a single string",
+            where(object), name);
+  const size_t size = checked_string_size(fmt::format("{}: attribute '{}'", where(object), name), type.get());
   std::string out(size, '\0');
-  Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mem.get(), size);
+  Handle mem = fixed_string_type(size);
+  H5Tset_cset(mem.get(), H5Tget_cset(type.get()));  // HDF5 converts no ASCII <-> UTF-8; h5py writes ASCII
   ESA_CHECK(H5Aread(attr.get(), mem.get(), out.data()) >= 0, "{}: cannot read attribute '{}'", where(object), name);
   out.resize(std::min(out.find('\0'), out.size()));
   return out;
@@ -373,10 +381,12 @@ void H5File::write(const std::string& dataset, std::span<const int32_t> data, co
 }
 
 void H5File::write(const std::string& dataset, const std::vector<std::string>& data) {
-  Handle t = utf8_string_type();
-  std::vector<const char*> ptrs;
-  for (const auto& s : data) ptrs.push_back(s.c_str());
-  write_raw(dataset, ptrs.data(), t.get(), t.get(), {int64_t(data.size())}, data.size());
+  size_t size = 1;
+  for (const auto& s : data) size = std::max(size, s.size());
+  std::vector<char> packed(data.size() * size, '\0');
+  for (size_t i = 0; i < data.size(); ++i) std::copy(data[i].begin(), data[i].end(), packed.begin() + i * size);
+  Handle t = fixed_string_type(size);
+  write_raw(dataset, packed.data(), t.get(), t.get(), {int64_t(data.size())}, data.size());
 }
 
 std::vector<int64_t> H5File::shape(const std::string& dataset) const {
@@ -397,6 +407,13 @@ void H5File::read_raw(const std::string& dataset, int64_t mem_type, void* out, s
                       int64_t rows) const {
   Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
   ESA_CHECK(ds.ok(), "{}: missing dataset", where(dataset));
+  {
+    // Numbers only: converting any other type (variable-length data above all) reaches libhdf5
+    // code that is not safe on a corrupt file.
+    Handle t(H5Dget_type(ds.get()), H5Tclose);
+    const H5T_class_t cls = t.ok() ? H5Tget_class(t.get()) : H5T_NO_CLASS;
+    ESA_CHECK(cls == H5T_INTEGER || cls == H5T_FLOAT, "{}: not a numeric dataset", where(dataset));
+  }
   if (n == 0) return;
   herr_t status;
   if (row0 < 0) {
@@ -477,21 +494,25 @@ std::vector<int64_t> H5File::read_ints(const std::string& dataset) const {
 }
 
 std::vector<std::string> H5File::read_strings(const std::string& dataset) const {
-  const size_t n = checked_read_count(where(dataset), shape(dataset), sizeof(char*));
+  const std::vector<int64_t> dims = shape(dataset);
   Handle ds(H5Dopen2(id_or_fail(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
   Handle t(H5Dget_type(ds.get()), H5Tclose);
-  ESA_CHECK(t.ok() && H5Tget_class(t.get()) == H5T_STRING && H5Tis_variable_str(t.get()) > 0,
-            "{}: not a dataset of variable-length strings", where(dataset));
-  Handle mem = utf8_string_type();
-  std::vector<char*> ptrs(n, nullptr);
+  const size_t size = checked_string_size(where(dataset), t.get());
+  const size_t n = checked_read_count(where(dataset), dims, size);
+  std::vector<char> packed(n * size);
+  Handle mem = fixed_string_type(size);
+  H5Tset_cset(mem.get(), H5Tget_cset(t.get()));
   if (n > 0) {
-    ESA_CHECK(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0,
-              "{}: reading the dataset failed", where(dataset));
+    ESA_CHECK(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()) >= 0,
+              "{}: reading the dataset failed (truncated or corrupt file)", where(dataset));
   }
+  // NUL padding ends a string; a NUL inside one is kept (generated text may contain byte 0).
   std::vector<std::string> out;
-  for (char* p : ptrs) {
-    out.emplace_back(p != nullptr ? p : "");
-    H5free_memory(p);
+  for (size_t i = 0; i < n; ++i) {
+    const char* p = packed.data() + i * size;
+    size_t len = size;
+    while (len > 0 && p[len - 1] == '\0') --len;
+    out.emplace_back(p, len);
   }
   return out;
 }

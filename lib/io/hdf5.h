@@ -1,8 +1,10 @@
 // A small HDF5 layer for esa's result files (qk.h5, proj.h5, results.h5, sweep.h5): groups,
 // float/int datasets (whole, by rows, or appended row by row), and scalar or array attributes.
 // Every failure is an esa::Error that names the file and the object ("qk.h5: /layer_03/k: ..."),
-// HDF5's own error printing is switched off. Strings are variable-length UTF-8 (h5py reads
-// them as str). fp16 datasets use the IEEE binary16 layout that h5py maps to numpy float16.
+// HDF5's own error printing is switched off. Strings are fixed-length, NUL-padded UTF-8 (h5py
+// reads them as bytes: `.decode()`, or `.asstr()` for datasets); variable-length strings are
+// refused on read (libhdf5's reader of them is not safe on corrupt files; scripts/h5_upgrade.py
+// converts files written before). fp16 datasets use the IEEE binary16 layout that h5py maps to numpy float16.
 //
 // Not thread-safe (Debian's HDF5 is the serial build): call from one thread at a time.
 #pragma once
@@ -68,7 +70,7 @@ class H5File {
   void write(const std::string& dataset, std::span<const double> data, const std::vector<int64_t>& shape);
   void write(const std::string& dataset, std::span<const int64_t> data, const std::vector<int64_t>& shape);
   void write(const std::string& dataset, std::span<const int32_t> data, const std::vector<int64_t>& shape);
-  /// A 1-d dataset of variable-length UTF-8 strings.
+  /// A 1-d dataset of fixed-length UTF-8 strings (the longest one's size, NUL-padded).
   void write(const std::string& dataset, const std::vector<std::string>& data);
 
   std::vector<int64_t> shape(const std::string& dataset) const;

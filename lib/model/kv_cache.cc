@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/memory_limit.h"
 
 namespace esa {
 
@@ -58,7 +59,15 @@ void KvCache::truncate(int64_t n) {
   }
 }
 
+void KvCache::check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t tokens) {
+  // keys, rotated keys and values: 3 floats per layer and cache column.
+  check_memory("the KV cache", uint64_t(tokens), 3 * uint64_t(n_layers * n_kv_heads * head_dim) * sizeof(float),
+               "tokens");
+}
+
 void KvCache::reserve(int64_t tokens) {
+  const int64_t have = lengths_.empty() ? 0 : int64_t(keys_[0].capacity()) / std::max<int64_t>(width_, 1);
+  if (tokens > have) check_fits(n_layers(), kv_heads_, head_dim_, tokens - have);
   for (size_t l = 0; l < lengths_.size(); ++l) {
     keys_[l].reserve(size_t(tokens * width_));
     keys_rotated_[l].reserve(size_t(tokens * width_));

@@ -29,8 +29,11 @@ class KvCache {
   TensorView values(int64_t layer) const;  // [length, kv_heads, head_dim]
   /// Keeps the first n tokens of every layer.
   void truncate(int64_t n);
-  /// Reserves room for `tokens` per layer (avoids regrowth during a long prefill).
+  /// Reserves room for `tokens` per layer (avoids regrowth during a long prefill); refuses
+  /// beforehand when that would exceed --max-memory (check_fits).
   void reserve(int64_t tokens);
+  /// Throws the --max-memory error (core/memory_limit.h) unless a cache of `tokens` more tokens fits.
+  static void check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t tokens);
   /// Bytes held (allocated capacity) and bytes in use.
   size_t bytes_allocated() const;
   size_t bytes_used() const;

@@ -7,6 +7,7 @@
 #include "attention/policy.h"
 #include "attention/two_branch.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "io/gguf.h"
 #include "model/model_files.h"
 #include "ops/attention.h"
@@ -76,6 +77,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, KvCache& cache, const F
   Tensor all;
   const int64_t n = int64_t(ids.size());
   for (int64_t start = 0; start < n; start += options.chunk) {
+    check_interrupt();  // a SIGINT / SIGTERM ends the run between chunks (core/interrupt.h)
     const int64_t len = std::min(options.chunk, n - start);
     const bool last = start + len == n;
     const int64_t logit_rows = options.all_logits ? len : (last ? 1 : 0);

@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "core/error.h"
+#include "core/memory_limit.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/model_files.h"
@@ -143,7 +144,18 @@ size_t ModelWeights::bytes() const {
   return b;
 }
 
+uint64_t weight_bytes(const ModelConfig& c) {
+  const uint64_t hidden = uint64_t(c.hidden), q_dim = uint64_t(c.n_heads * c.head_dim),
+                 kv_dim = uint64_t(c.n_kv_heads * c.head_dim), ffn = uint64_t(c.ffn);
+  uint64_t per_layer = 2 * hidden + 2 * q_dim * hidden + 2 * kv_dim * hidden + 3 * ffn * hidden;
+  if (c.qkv_bias) per_layer += q_dim + 2 * kv_dim;
+  const uint64_t embeddings = (c.tied_embeddings ? 1 : 2) * uint64_t(c.vocab) * hidden + hidden;
+  return sizeof(float) * (embeddings + uint64_t(c.n_layers) * per_layer);
+}
+
 ModelWeights load_weights(const std::string& path, const ModelConfig& config) {
+  // Held as fp32 whatever the file's type: checked before anything is dequantised.
+  check_memory(fmt::format("{}: the weights (fp32)", path), 1, weight_bytes(config), "");
   if (detect_model_format(path) == ModelFormat::gguf) {
     const io::GgufFile gguf(path);
     return load_from(gguf_source(gguf), gguf_names(), config);

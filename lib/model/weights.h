@@ -31,9 +31,13 @@ struct ModelWeights {
   size_t bytes() const;
 };
 
+/// Bytes of the fp32 weights load_weights() holds for `config`.
+uint64_t weight_bytes(const ModelConfig& config);
+
 /// Loads and checks the weights of the model at `path` (a .gguf file or a Hugging Face folder)
 /// for `config`. A missing tensor or a shape that disagrees with the config is an esa::Error
 /// naming the file, the tensor, the expected and the found shape.
+/// Refuses before loading when they would not fit in --max-memory (core/memory_limit.h).
 ModelWeights load_weights(const std::string& path, const ModelConfig& config);
 
 }  // namespace esa

@@ -96,6 +96,7 @@ void run_eval(const LlamaModel& model, const text::Tokenizer& tok, const Suite& 
   ESA_CHECK(!o.policies.empty(), "no policy to evaluate");
   ESA_CHECK(o.grid.samples >= 1, "--samples must be >= 1, got {}", o.grid.samples);
   ESA_CHECK(o.max_new >= 0, "--max-new must be >= 0, got {}", o.max_new);
+  ESA_CHECK(!o.grid.lengths.empty(), "no --lengths to evaluate");
   // Policies first: a bad projection file fails before any case runs.
   struct Runner {
     const EvalPolicy* spec;
@@ -112,6 +113,9 @@ void run_eval(const LlamaModel& model, const text::Tokenizer& tok, const Suite& 
     }
     runners.push_back(std::move(r));
   }
+  const int64_t longest = *std::max_element(o.grid.lengths.begin(), o.grid.lengths.end());
+  for (const EvalPolicy& p : o.policies) p.options.check_selective_for(longest);
+
   int64_t pending = 0, pending_tokens = 0;
   for (int64_t length : o.grid.lengths) {
     for (double depth : o.grid.depths) {

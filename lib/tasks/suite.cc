@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "text/byte_mapping.h"
 
 namespace esa::tasks {
 
@@ -31,6 +32,7 @@ std::mt19937_64 case_rng(uint64_t seed, const std::string& suite, int64_t length
 EssayHaystack::EssayHaystack(const text::Tokenizer& tok, const std::string& path) {
   const std::string text = read_file(path);
   ESA_CHECK(!text.empty(), "{}: the haystack text is empty", path);
+  text::check_utf8(text, path);
   ids_ = tok.encode(text, false, false);
   // Sentence ends: after a token whose text, trailing white space aside, ends in . ! or ?
   for (size_t i = 0; i < ids_.size(); ++i) {

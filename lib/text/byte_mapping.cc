@@ -1,6 +1,10 @@
 // GPT-2 byte <-> unicode mapping and a UTF-8 validator (see byte_mapping.h).
 #include "text/byte_mapping.h"
 
+#include <algorithm>
+
+#include "core/error.h"
+
 namespace esa::text {
 namespace {
 
@@ -93,6 +97,14 @@ size_t utf8_valid_prefix(std::string_view text) {
     i += len;
   }
   return n;
+}
+
+void check_utf8(std::string_view s, const std::string& what) {
+  const size_t valid = utf8_valid_prefix(s);
+  if (valid == s.size()) return;
+  const int64_t line = 1 + std::count(s.begin(), s.begin() + std::ptrdiff_t(valid), '\n');
+  ESA_FAIL("{}: not UTF-8 text (invalid byte 0x{:02x} at line {}, byte offset {})", what,
+           static_cast<unsigned char>(s[valid]), line, valid);
 }
 
 }  // namespace esa::text

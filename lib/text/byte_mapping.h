@@ -34,4 +34,9 @@ const ByteMapping& byte_mapping();
 /// surrogates and code points above U+10FFFF are invalid, as in Rust's str.
 size_t utf8_valid_prefix(std::string_view s);
 
+/// Throws esa::Error "<what>: not UTF-8 text (invalid byte 0xNN at line L, byte offset N)" unless
+/// `s` is valid UTF-8. Input texts are checked: tokenizing stray bytes would run without a word
+/// of warning on a file that is not the text the user meant (Latin-1, UTF-16, a binary).
+void check_utf8(std::string_view s, const std::string& what);
+
 }  // namespace esa::text

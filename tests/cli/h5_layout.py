@@ -12,10 +12,14 @@ way another tool would. Usage:
   h5_layout.py check-sweep sweep.h5 N     esa sweep's layout; N cells, each a complete group
   h5_layout.py sweep-cells sweep.h5       one line per cell: id, status, settings, its cases' answers
 Exit status 1 with a message on the first violation."""
+import os
 import sys
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import esa_h5  # noqa: E402
 
 PROVENANCE = ["format", "format_version", "esa_version", "git_revision", "command_line", "created", "model",
               "model_sha256", "seed"]
@@ -29,9 +33,10 @@ def need(cond, msg):
 def check_provenance(f, fmt):
     for a in PROVENANCE:
         need(a in f.attrs, f"{f.filename}: missing root attribute {a}")
-    need(f.attrs["format"] == fmt, f"{f.filename}: format {f.attrs['format']!r}, expected {fmt!r}")
-    need(isinstance(f.attrs["command_line"], str) and "esa" in f.attrs["command_line"], "command_line not recorded")
-    need(len(f.attrs["model_sha256"]) == 64, "model_sha256 is not a sha256")
+    a = esa_h5.attrs(f)
+    need(a["format"] == fmt, f"{f.filename}: format {a['format']!r}, expected {fmt!r}")
+    need(isinstance(a["command_line"], str) and "esa" in a["command_line"], "command_line not recorded")
+    need(len(a["model_sha256"]) == 64, "model_sha256 is not a sha256")
 
 
 def check_qk(path):
@@ -40,13 +45,13 @@ def check_qk(path):
         for a in ["text", "text_sha256", "score_space", "w", "seq_len", "n_tokens", "n_sequences", "layers",
                   "n_layers", "n_heads", "n_kv_heads", "head_dim", "architecture"]:
             need(a in f.attrs, f"{path}: missing attribute {a}")
-        T, hkv, d = int(f.attrs["n_tokens"]), int(f.attrs["n_kv_heads"]), int(f.attrs["head_dim"])
+        T, hkv, d = int(esa_h5.attrs(f)["n_tokens"]), int(esa_h5.attrs(f)["n_kv_heads"]), int(esa_h5.attrs(f)["head_dim"])
         need(f["tokens"].shape == (T,) and f["tokens"].dtype == np.int32, "/tokens")
         pos = f["positions"][:]
         need(pos.shape == (T,) and pos[0] == 0 and np.all((pos[1:] == 0) | (pos[1:] == pos[:-1] + 1)), "/positions")
-        need(int((pos == 0).sum()) == int(f.attrs["n_sequences"]), "n_sequences disagrees with /positions")
-        need(f.attrs["score_space"] in ("rotated", "plain"), "score_space")
-        for layer in f.attrs["layers"]:
+        need(int((pos == 0).sum()) == int(esa_h5.attrs(f)["n_sequences"]), "n_sequences disagrees with /positions")
+        need(esa_h5.attrs(f)["score_space"] in ("rotated", "plain"), "score_space")
+        for layer in esa_h5.attrs(f)["layers"]:
             g = f[f"layer_{int(layer):02d}"]
             for name in ("q_folded", "k"):
                 ds = g[name]
@@ -62,9 +67,9 @@ def check_proj(path):
         check_provenance(f, "esa-proj")
         for a in ["in_dim", "n_layers", "layers", "dims", "score_space", "w", "method", "qk", "text_sha256"]:
             need(a in f.attrs, f"{path}: missing attribute {a}")
-        n = int(f.attrs["in_dim"])
-        layers = list(f.attrs["layers"])
-        for layer, dim in zip(layers, f.attrs["dims"]):
+        n = int(esa_h5.attrs(f)["in_dim"])
+        layers = list(esa_h5.attrs(f)["layers"])
+        for layer, dim in zip(layers, esa_h5.attrs(f)["dims"]):
             g = f[f"layer_{int(layer):02d}"]
             need(g["Wq"].shape == (dim, n) and g["Wk"].shape == (dim, n), f"{g.name} W shapes")
             need(g["bq"].shape == (dim,) and g["bk"].shape == (dim,), f"{g.name} b shapes")
@@ -91,10 +96,10 @@ def copy_proj(src, dst):
 
 def identity_proj(qk, dst):
     with h5py.File(qk, "r") as f, h5py.File(dst, "w") as g:
-        n = int(f.attrs["n_kv_heads"]) * int(f.attrs["head_dim"])
+        n = int(esa_h5.attrs(f)["n_kv_heads"]) * int(esa_h5.attrs(f)["head_dim"])
         g.attrs["score_space"] = f.attrs["score_space"]
         g.attrs["w"] = f.attrs["w"]
-        for layer in range(int(f.attrs["n_layers"])):
+        for layer in range(int(esa_h5.attrs(f)["n_layers"])):
             g[f"layer_{layer:02d}/Wq"] = np.eye(n, dtype=np.float32)
             g[f"layer_{layer:02d}/Wk"] = np.eye(n, dtype=np.float32)
             g[f"layer_{layer:02d}/bq"] = np.zeros(n, dtype=np.float32)
@@ -105,7 +110,7 @@ def drop_layer(src, dst, layer):
     with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
         for k, v in f.attrs.items():
             g.attrs[k] = v
-        g.attrs["n_layers"] = int(f.attrs["n_layers"]) - 1
+        g.attrs["n_layers"] = int(esa_h5.attrs(f)["n_layers"]) - 1
         for name in f:
             if name != f"layer_{int(layer):02d}":
                 f.copy(name, g)
@@ -121,7 +126,7 @@ def check_results(path, n):
         check_provenance(f, "esa-results")
         for a in ["suite", "case_config", "history", "lengths", "depths", "samples", "policies", "cases"]:
             need(a in f.attrs, f"{path}: missing attribute {a}")
-        need(int(f.attrs["cases"]) == int(n), f"{path}: {f.attrs['cases']} cases, expected {n}")
+        need(int(esa_h5.attrs(f)["cases"]) == int(n), f"{path}: {esa_h5.attrs(f)['cases']} cases, expected {n}")
         cols = {}
         for name, kind in RESULT_COLUMNS.items():
             need(f"cases/{name}" in f, f"{path}: missing /cases/{name}")
@@ -163,9 +168,9 @@ def check_sweep(path, n):
         for cid, g in cells.items():
             for a in ["index", "status", "error", "seconds", "model_sha256", "projection", "params"]:
                 need(a in g.attrs, f"/cells/{cid}: missing attribute {a}")
-            for k in g.attrs["params"].split(","):
+            for k in esa_h5.attrs(g)["params"].split(","):
                 need(k in g.attrs, f"/cells/{cid}: parameter {k} missing")
-            if g.attrs["status"] == "ok":
+            if esa_h5.attrs(g)["status"] == "ok":
                 need("cases" in g and "policy" in g["cases"], f"/cells/{cid}: no cases")
                 rows = g["cases/policy"].shape[0]
                 for name in RESULT_COLUMNS:
@@ -176,17 +181,17 @@ def sweep_cells(path):
     with h5py.File(path, "r") as f:
         for cid in sorted(f["cells"]):
             g = f["cells"][cid]
-            params = " ".join(f"{k}={g.attrs[k]}" for k in g.attrs["params"].split(","))
+            params = " ".join(f"{k}={esa_h5.attrs(g)[k]}" for k in esa_h5.attrs(g)["params"].split(","))
             answers = []
             if "cases" in g:
                 c = g["cases"]
                 answers = sorted(zip(c["length"][:], c["depth"][:], c["generated"].asstr()[:]))
-            print(cid, g.attrs["status"], params, answers)
+            print(cid, esa_h5.attrs(g)["status"], params, answers)
 
 
 def set_attr(path, name, value):
     with h5py.File(path, "r+") as f:
-        f.attrs[name] = value
+        esa_h5.set_text(f, name, value)
 
 
 if __name__ == "__main__":

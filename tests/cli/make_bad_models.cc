@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+#include "io/gguf.h"
 #include "support/gguf_writer.h"
 
 namespace {
@@ -88,6 +89,18 @@ int main(int argc, char** argv) {
   // Weights that disagree with the config: found when the weights load.
   write_file(root + "/missing_tensor.gguf", esa::test::tiny_llama_gguf("blk.1.ffn_up.weight"));
   emit(root + "/missing_tensor.gguf", "missing tensor 'blk.1.ffn_up.weight'", "generate");
+  {
+    // A NaN in the first element of the first float32 tensor (found with esa's own reader).
+    const esa::io::GgufFile parsed(root + "/tiny.gguf");
+    for (const auto& t : parsed.tensors()) {
+      if (t.type != esa::io::GgmlType::f32) continue;
+      std::string b = good;
+      poke<uint32_t>(b, parsed.data_offset() + t.offset, 0x7fc00000u);
+      write_file(root + "/nan_weight.gguf", b);
+      emit(root + "/nan_weight.gguf", "tensor '" + t.name + "' holds a non-finite value (nan) at element 0", "generate");
+      break;
+    }
+  }
   write_file(root + "/shape_mismatch.gguf", esa::test::tiny_llama_gguf("", "blk.0.attn_q.weight"));
   emit(root + "/shape_mismatch.gguf", "tensor 'blk.0.attn_q.weight' has shape [16, 32], expected [32, 32]", "generate");
   {

@@ -1,13 +1,16 @@
 // lib/core: sha256 against the FIPS 180-4 vectors, fp16/bf16 conversions, mapped files.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cmath>
 #include <limits>
 #include <random>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/interrupt.h"
 #include "core/mapped_file.h"
+#include "core/memory_limit.h"
 #include "core/sha256.h"
 #include "core/version.h"
 #include "support/gguf_writer.h"
@@ -97,4 +100,58 @@ TEST(Version, HasVersionAndRevision) {
 }
 
 }  // namespace
+
+TEST(MemoryLimit, ParsesSizes) {
+  EXPECT_EQ(parse_memory_size("8G"), 8ull << 30);
+  EXPECT_EQ(parse_memory_size("512m"), 512ull << 20);
+  EXPECT_EQ(parse_memory_size("1.5GiB"), 3ull << 29);
+  EXPECT_EQ(parse_memory_size("64000000"), 64000000ull);
+  EXPECT_EQ(parse_memory_size("2KB"), 2048ull);
+  const uint64_t half = parse_memory_size("50%");
+  EXPECT_GT(half, 0u);
+  EXPECT_NEAR(double(parse_memory_size("100%")), 2.0 * double(half), 2.0);
+  for (const char* bad : {"", "G", "-1G", "0", "5Q", "101%", "nanG", "1e30T", "8 G"}) {
+    EXPECT_THROW(parse_memory_size(bad), Error) << bad;
+  }
+}
+
+TEST(MemoryLimit, RefusesWhatDoesNotFitAndSaysWhatWould) {
+  const uint64_t resident = resident_memory();
+  ASSERT_GT(resident, 0u);
+  set_max_memory(resident + (100ull << 20));  // 100 MiB free
+  EXPECT_NO_THROW(check_memory("small", 10, 1 << 20, "tokens"));
+  try {
+    check_memory("the KV cache", 1000, 1 << 20, "tokens");  // 1000 MiB
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("the KV cache: 1000 tokens need"), std::string::npos) << m;
+    // Resident memory moves a little while the test runs: about 100 one-MiB tokens fit.
+    const size_t at = m.find("at most ");
+    ASSERT_NE(at, std::string::npos) << m;
+    const int fit = std::stoi(m.substr(at + 8));
+    EXPECT_GE(fit, 90) << m;
+    EXPECT_LE(fit, 100) << m;
+    EXPECT_NE(m.find("--max-memory is"), std::string::npos) << m;
+  }
+  EXPECT_THROW(check_memory("weights", 1, 1ull << 40, ""), Error);
+  EXPECT_THROW(check_memory("overflow", uint64_t(1) << 40, uint64_t(1) << 40, "values"), Error);
+  set_max_memory(0);  // back to the default
+  EXPECT_GT(max_memory(), uint64_t(100) << 20);
+}
+
+// The first SIGINT / SIGTERM only sets the flag that check_interrupt() turns into Interrupted.
+TEST(Interrupt, FirstSignalIsTurnedIntoAnException) {
+  install_interrupt_handlers();
+  EXPECT_NO_THROW(check_interrupt());
+  std::raise(SIGTERM);
+  try {
+    check_interrupt();
+    ADD_FAILURE() << "no exception";
+  } catch (const Interrupted& e) {
+    EXPECT_EQ(e.signal(), SIGTERM);
+    EXPECT_STREQ(e.what(), "interrupted by SIGTERM");
+  }
+}
+
 }  // namespace esa
