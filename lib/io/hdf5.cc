@@ -7,6 +7,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <utility>
 
@@ -126,6 +127,10 @@ size_t checked_read_count(const std::string& where, const std::vector<int64_t>& 
   check_memory(fmt::format("{}: reading it", where), n, element_bytes, "values");
   return size_t(n);
 }
+
+// Whether a number read from a file is an integer that int64_t holds (casting one that is not,
+// 5e58 or NaN, is undefined behaviour: found by fuzz_hdf5).
+bool is_int64(double x) { return x >= -9.2e18 && x <= 9.2e18 && x == std::trunc(x); }
 
 }  // namespace
 
@@ -314,7 +319,7 @@ std::vector<double> H5File::attr_numbers(const std::string& object, const std::s
 int64_t H5File::attr_int(const std::string& object, const std::string& name) const {
   const auto v = attr_numbers(object, name);
   ESA_CHECK(v.size() == 1, "{}: attribute '{}' has {} values, expected one", where(object), name, v.size());
-  ESA_CHECK(v[0] == double(int64_t(v[0])), "{}: attribute '{}' = {} is not an integer", where(object), name, v[0]);
+  ESA_CHECK(is_int64(v[0]), "{}: attribute '{}' = {} is not an integer", where(object), name, v[0]);
   return int64_t(v[0]);
 }
 
@@ -327,7 +332,7 @@ double H5File::attr_double(const std::string& object, const std::string& name) c
 std::vector<int64_t> H5File::attr_ints(const std::string& object, const std::string& name) const {
   std::vector<int64_t> out;
   for (double x : attr_numbers(object, name)) {
-    ESA_CHECK(x == double(int64_t(x)), "{}: attribute '{}' holds {}, not an integer", where(object), name, x);
+    ESA_CHECK(is_int64(x), "{}: attribute '{}' holds {}, not an integer", where(object), name, x);
     out.push_back(int64_t(x));
   }
   return out;
