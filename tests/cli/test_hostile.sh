@@ -18,8 +18,9 @@ require_model_and_h5py "$MODEL" "$REQUIRE_MODEL" "$PY"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 
 ROWS=()
-# row ID NEEDLE OUTPUT COMMAND...: one row of the table. NEEDLE must be in the one stderr line;
-# OUTPUT (or "-") must not exist afterwards, nor any OUTPUT.partial-* temporary.
+# row ID NEEDLE OUTPUT COMMAND...: one row of the table. NEEDLE must be in the one stderr line
+# (and $NAMES too, when set: the input's path); OUTPUT (or "-") must not exist afterwards, nor any
+# OUTPUT.partial-* temporary.
 row() {
   local id="$1" needle="$2" output="$3"; shift 3
   ROWS+=("$id")
@@ -30,7 +31,8 @@ row() {
   if [[ "$output" != "-" ]]; then
     left="$(ls -d "$output" "$output".partial-* 2>/dev/null)"
   fi
-  if [[ $rc -ne 0 && $rc -lt 128 && $lines -eq 1 && -z "$left" ]] && grep -qF -- "$needle" "$WORK/err"; then
+  if [[ $rc -ne 0 && $rc -lt 128 && $lines -eq 1 && -z "$left" ]] && grep -qF -- "$needle" "$WORK/err" &&
+     grep -qF -- "${NAMES:-}" "$WORK/err"; then
     ok "$id: $(cat "$WORK/err")"
   else
     fail "$id (exit $rc, $lines stderr lines, left behind: '${left}', wanted '$needle'): $(head -c 600 "$WORK/err")"
@@ -42,9 +44,9 @@ row() {
 TINY="$WORK/models/tiny.gguf"
 while IFS=$'\t' read -r path needle command; do
   if [[ "$command" == "generate" ]]; then
-    row "$(basename "$path")" "$needle" - "$ESA" generate --model "$path" --prompt "hi" --max-new 1
+    NAMES="$path" row "$(basename "$path")" "$needle" - "$ESA" generate --model "$path" --prompt "hi" --max-new 1
   else
-    row "$(basename "$path")" "$needle" - "$ESA" info --model "$path"
+    NAMES="$path" row "$(basename "$path")" "$needle" - "$ESA" info --model "$path"
   fi
 done <"$WORK/cases.tsv"
 
