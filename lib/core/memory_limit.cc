@@ -32,6 +32,14 @@ uint64_t usable_memory() {
 
 std::atomic<uint64_t> limit_bytes{0};  // 0: not set, the default applies
 
+// "1.5 GiB", "200 MiB": a size for messages.
+std::string format_bytes(uint64_t bytes) {
+  const double b = double(bytes);
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.1f} GiB", b / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024) return fmt::format("{:.0f} MiB", b / (1024.0 * 1024));
+  return fmt::format("{:.0f} KiB", std::ceil(b / 1024.0));
+}
+
 }  // namespace
 
 uint64_t max_memory() {
@@ -75,12 +83,6 @@ uint64_t resident_memory() {
   return resident * uint64_t(::sysconf(_SC_PAGESIZE));
 }
 
-std::string format_bytes(uint64_t bytes) {
-  const double b = double(bytes);
-  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.1f} GiB", b / (1024.0 * 1024 * 1024));
-  if (b >= 1024.0 * 1024) return fmt::format("{:.0f} MiB", b / (1024.0 * 1024));
-  return fmt::format("{:.0f} KiB", std::ceil(b / 1024.0));
-}
 
 void check_memory(const std::string& what, uint64_t units, uint64_t bytes_per_unit, const std::string& unit) {
   const uint64_t limit = max_memory(), resident = resident_memory();

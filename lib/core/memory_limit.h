@@ -23,7 +23,4 @@ uint64_t resident_memory();
 /// <unit> fit"; with an empty `unit`, "<what> need X GiB, ...: raise --max-memory or use less".
 void check_memory(const std::string& what, uint64_t units, uint64_t bytes_per_unit, const std::string& unit);
 
-/// "1.5 GiB", "200 MiB": a size for messages.
-std::string format_bytes(uint64_t bytes);
-
 }  // namespace esa
