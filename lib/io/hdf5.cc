@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "core/child_probe.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/memory_limit.h"
@@ -134,6 +135,68 @@ bool is_int64(double x) { return x >= -9.2e18 && x <= 9.2e18 && x == std::trunc(
 
 }  // namespace
 
+// ---- structure check in a child process ---------------------------------------------------------
+//
+// libhdf5 1.10 reads some corrupt object headers past the end of its buffers (H5O__msg_iterate_real
+// under H5Aexists: tests/fuzz/regressions/fuzz_hdf5/H5O_*); depending on what lies beyond, it
+// segfaults or reads garbage. esa cannot mend libhdf5, so before a file is opened in this process
+// a forked child walks its whole structure (every group, dataset and attribute header, with the
+// calls esa's readers make) and the file is refused with one line if the child dies.
+
+constexpr int kWalkMaxDepth = 64;         // deeper nesting is a cycle of hard links
+constexpr long kWalkMaxObjects = 200000;  // far more than any file esa writes: stop walking there
+constexpr double kWalkTimeoutSeconds = 60;
+
+herr_t check_attribute(hid_t object, const char* name, const H5A_info_t*, void*) {
+  Handle attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
+  if (!attr.ok()) return 0;
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  if (type.ok()) (void)H5Tget_class(type.get()), (void)H5Tget_size(type.get());
+  if (space.ok()) (void)H5Sget_simple_extent_npoints(space.get());
+  return 0;
+}
+
+void walk_object(hid_t object, int depth, long& objects) {
+  if (depth > kWalkMaxDepth || ++objects > kWalkMaxObjects) return;
+  (void)H5Aexists(object, "\x01esa-structure-check");  // a name no file has: every attribute message is read
+  hsize_t index = 0;
+  (void)H5Aiterate2(object, H5_INDEX_NAME, H5_ITER_INC, &index, check_attribute, nullptr);
+  if (H5Iget_type(object) == H5I_DATASET) {
+    Handle type(H5Dget_type(object), H5Tclose);
+    Handle space(H5Dget_space(object), H5Sclose);
+    Handle plist(H5Dget_create_plist(object), H5Pclose);
+    if (space.ok()) (void)H5Sget_simple_extent_npoints(space.get());
+    if (type.ok()) (void)H5Tget_class(type.get()), (void)H5Tget_size(type.get());
+    return;
+  }
+  H5G_info_t info;
+  if (H5Iget_type(object) != H5I_GROUP || H5Gget_info(object, &info) < 0) return;
+  for (hsize_t i = 0; i < info.nlinks && objects <= kWalkMaxObjects; ++i) {
+    char name[1024];
+    const ssize_t len = H5Lget_name_by_idx(object, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+    if (len <= 0 || size_t(len) >= sizeof name || H5Lexists(object, name, H5P_DEFAULT) <= 0) continue;
+    Handle child(H5Oopen(object, name, H5P_DEFAULT), H5Oclose);
+    if (child.ok()) walk_object(child.get(), depth + 1, objects);
+  }
+}
+
+void check_structure_in_child(const std::string& path) {
+  const ChildProbe probe = probe_in_child(
+      [&] {
+        Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+        if (!file.ok()) return;  // the in-process open reports it
+        Handle root(H5Oopen(file.get(), "/", H5P_DEFAULT), H5Oclose);
+        long objects = 0;
+        if (root.ok()) walk_object(root.get(), 0, objects);
+      },
+      kWalkTimeoutSeconds);
+  ESA_CHECK(probe.end != ChildProbe::End::crashed, "{}: corrupt HDF5 file: libhdf5 crashed reading its structure ({})",
+            path, probe.describe(kWalkTimeoutSeconds));
+  ESA_CHECK(probe.end != ChildProbe::End::timed_out, "{}: corrupt HDF5 file: libhdf5 did not finish reading its structure ({})",
+            path, probe.describe(kWalkTimeoutSeconds));
+}
+
 // ---- file ---------------------------------------------------------------------------------------
 
 H5File H5File::create(const std::string& path) {
@@ -146,6 +209,7 @@ H5File H5File::create(const std::string& path) {
 H5File H5File::open(const std::string& path) {
   quiet_hdf5();
   ESA_CHECK(std::filesystem::is_regular_file(path), "{}: no such file", path);
+  check_structure_in_child(path);
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ESA_CHECK(id >= 0, "{}: not a readable HDF5 file (truncated, corrupt or another format)", path);
   return H5File(path, id);
@@ -154,6 +218,7 @@ H5File H5File::open(const std::string& path) {
 H5File H5File::open_rw(const std::string& path) {
   quiet_hdf5();
   ESA_CHECK(std::filesystem::is_regular_file(path), "{}: no such file", path);
+  check_structure_in_child(path);
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   ESA_CHECK(id >= 0, "{}: cannot open the HDF5 file for writing (truncated, corrupt, read-only or in use)", path);
   return H5File(path, id);

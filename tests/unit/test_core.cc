@@ -5,7 +5,9 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <thread>
 
+#include "core/child_probe.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/interrupt.h"
@@ -152,6 +154,28 @@ TEST(Interrupt, FirstSignalIsTurnedIntoAnException) {
     EXPECT_EQ(e.signal(), SIGTERM);
     EXPECT_STREQ(e.what(), "interrupted by SIGTERM");
   }
+}
+
+// A crash in the probe costs only the child; each way a probe can end is told apart.
+TEST(ChildProbe, TellsSurvivalCrashAndTimeoutApart) {
+  int in_parent = 0;
+  const ChildProbe survived = probe_in_child([&] { in_parent = 1; }, 30);
+  EXPECT_EQ(survived.end, ChildProbe::End::survived);
+  EXPECT_EQ(in_parent, 0);  // the probe ran in a copy of this process
+  EXPECT_EQ(probe_in_child([] { throw Error("the in-process run reports it"); }, 30).end,
+            ChildProbe::End::survived);
+
+  const ChildProbe crashed = probe_in_child([] { std::raise(SIGSEGV); }, 30);
+  EXPECT_EQ(crashed.end, ChildProbe::End::crashed);
+  // Under a sanitizer its SIGSEGV handler reports first: the child ends through the death callback.
+  if (crashed.signal != 0) {
+    EXPECT_EQ(crashed.describe(30), "SIGSEGV");
+  }
+  EXPECT_EQ(probe_in_child([] { std::abort(); }, 30).end, ChildProbe::End::crashed);
+
+  const ChildProbe hung = probe_in_child([] { for (;;) std::this_thread::sleep_for(std::chrono::seconds(1)); }, 0.2);
+  EXPECT_EQ(hung.end, ChildProbe::End::timed_out);
+  EXPECT_EQ(hung.describe(0.2), "no end after 0.2 s");
 }
 
 }  // namespace esa
