@@ -41,6 +41,7 @@ constexpr int kSanitizerReport = 86;
 std::string ChildProbe::describe(double timeout_seconds) const {
   switch (end) {
     case End::crashed:
+      if (exit_status != 0) return fmt::format("exit status {}", exit_status);
       if (signal == 0) return "a sanitizer report";
       if (const char* abbrev = sigabbrev_np(signal)) return fmt::format("SIG{}", abbrev);
       return fmt::format("signal {}", signal);
@@ -49,7 +50,7 @@ std::string ChildProbe::describe(double timeout_seconds) const {
     case End::survived:
       return "survived";
     case End::not_run:
-      return "not run";
+      return fmt::format("fork failed: {}", std::strerror(fork_errno));
   }
   return "?";
 }
@@ -58,7 +59,10 @@ ChildProbe probe_in_child(const std::function<void()>& probe, double timeout_sec
   std::fflush(nullptr);  // buffered output would be copied into the child
   ChildProbe result;
   const pid_t pid = ::fork();
-  if (pid < 0) return result;
+  if (pid < 0) {
+    result.fork_errno = errno;
+    return result;
+  }
   if (pid == 0) run_child(probe);
   const auto start = std::chrono::steady_clock::now();
   int status = 0;
@@ -81,8 +85,11 @@ ChildProbe probe_in_child(const std::function<void()>& probe, double timeout_sec
   if (WIFSIGNALED(status)) {
     result.end = ChildProbe::End::crashed;
     result.signal = WTERMSIG(status);
-  } else if (WIFEXITED(status) && WEXITSTATUS(status) == kSanitizerReport) {
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+    // The probe returns (exit 0) unless something ended the child: a sanitizer report
+    // (kSanitizerReport), or a crash handler that exits instead of dying (libFuzzer's, say).
     result.end = ChildProbe::End::crashed;
+    result.exit_status = WEXITSTATUS(status) == kSanitizerReport ? 0 : WEXITSTATUS(status);
   } else {
     result.end = ChildProbe::End::survived;
   }

@@ -13,14 +13,16 @@ namespace esa {
 struct ChildProbe {
   enum class End {
     survived,   // the probe returned (or threw: the in-process run reports that error itself)
-    crashed,    // killed by a signal (`signal`), or a sanitizer report (signal 0)
+    crashed,    // killed by a signal (`signal`), a sanitizer report, or any other non-zero exit (`exit_status`)
     timed_out,  // still running after the timeout: killed
-    not_run,    // fork failed (no process to spare): the caller goes on without the check
+    not_run,    // fork failed (no process to spare): the caller decides whether to go on unchecked
   };
   End end = End::not_run;
   int signal = 0;
+  int exit_status = 0;  // crashed by exiting: the status (0 for a sanitizer report)
+  int fork_errno = 0;   // not_run: why fork failed
 
-  /// "SIGSEGV", "a sanitizer report", "no end after 60 s" ... for error messages.
+  /// "SIGSEGV", "a sanitizer report", "no end after 60 s", "fork failed: ..." for error messages.
   std::string describe(double timeout_seconds) const;
 };
 

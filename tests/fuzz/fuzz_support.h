@@ -58,7 +58,10 @@ template <typename Fn>
 void expect_clean(Fn&& fn) {
   try {
     fn();
-  } catch (const esa::Error&) {
+  } catch (const esa::Error& e) {
+    // ESA_FUZZ_VERBOSE=1: print each rejection (which check caught an input, when replaying one).
+    static const bool verbose = std::getenv("ESA_FUZZ_VERBOSE") != nullptr;
+    if (verbose) std::fprintf(stderr, "rejected: %s\n", e.what());
   }
 }
 
