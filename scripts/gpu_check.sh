@@ -37,10 +37,44 @@ else
 fi
 "$BIN/bench_dequantize" --benchmark_min_time=0.2 --benchmark_format=console 2>&1 | tee -a "$LOG" | grep -E "^BM_" > /tmp/gpu_bench.txt
 
+# Decode-step attention, one layer of Llama-3-8B's shape: esa's kernels, then PyTorch on the same
+# card (SDPA flash with GQA, torch.topk) in the same call. CONTEXTS overrides the lengths.
+CONTEXTS="${CONTEXTS:-32k,128k,512k,1m}"
+"$BIN/esa" bench attention --device cuda --shape llama3-8b --context "$CONTEXTS" --steps 50 2>&1 | tee -a "$LOG" > /tmp/gpu_esa_attention.txt
+RESULT["esa bench attention"]=$([[ ${PIPESTATUS[0]} == 0 ]] && echo pass || echo FAIL)
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  python3 "$ROOT/scripts/bench_torch_attention.py" --context "$CONTEXTS" --topk 2048 2>&1 | tee -a "$LOG" > /tmp/gpu_torch_attention.txt
+  RESULT["torch peer"]=$([[ ${PIPESTATUS[0]} == 0 ]] && echo pass || echo FAIL)
+else
+  RESULT["torch peer"]="no torch with CUDA here"; : > /tmp/gpu_torch_attention.txt
+fi
+
 echo
 echo "gpu_check summary ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
 printf '%-30s %s\n' "check" "result"
-for k in "unit tests (CPU)" "CUDA vs CPU" "compute-sanitizer memcheck" "compute-sanitizer racecheck"; do printf '%-30s %s\n' "$k" "${RESULT[$k]:-?}"; done
+for k in "unit tests (CPU)" "CUDA vs CPU" "compute-sanitizer memcheck" "compute-sanitizer racecheck" \
+         "esa bench attention" "torch peer"; do printf '%-30s %s\n' "$k" "${RESULT[$k]:-?}"; done
 echo "dequantize (CPU, host cores of the GPU machine):"
 awk '{printf "  %-26s %s %s\n", $1, $(NF-1), $NF}' /tmp/gpu_bench.txt
+# One line per context: esa's step against SDPA dense (same card, same run), top-k against torch.topk.
+python3 - /tmp/gpu_esa_attention.txt /tmp/gpu_torch_attention.txt <<'PY'
+import sys
+esa, torch = {}, {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) == 11 and f[0].isdigit():
+        esa[(int(f[0]), f[1])] = {"step": float(f[7]), "topk": float(f[4]), "xfloor": float(f[10])}
+for line in open(sys.argv[2]):
+    f = line.split()
+    if f and f[0].isdigit():
+        torch[(int(f[0]), "topk" if f[1] == "torch.topk" else "sdpa")] = float(f[-1])
+print(f"{'context':>8} {'esa us':>8} {'full us':>8} {'sdpa us':>8} {'sdpa/esa':>9} {'esa xfloor':>10} {'topk us':>8} {'torch.topk us':>13}")
+for n in sorted({k[0] for k in esa}):
+    e, fu, tk = esa.get((n, "esa"), {}), esa.get((n, "full"), {}), esa.get((n, "topk"), {})
+    s, tt = torch.get((n, "sdpa")), torch.get((n, "topk"))
+    ratio = f"{s / e['step']:.1f}x" if s and e else "-"
+    fmt = lambda x: f"{x:.1f}" if x is not None else "-"
+    print(f"{n:>8} {fmt(e.get('step')):>8} {fmt(fu.get('step')):>8} {fmt(s):>8} {ratio:>9} "
+          f"{fmt(e.get('xfloor')):>10} {fmt(tk.get('step')):>8} {fmt(tt):>13}")
+PY
 [[ "${RESULT["CUDA vs CPU"]}" == "pass" ]]

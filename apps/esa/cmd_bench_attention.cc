@@ -12,7 +12,9 @@
 #include "attention/projection.h"
 #include "attention/scoring_policies.h"
 #include "attention/two_branch.h"
+#include "bench_attention_cuda.h"
 #include "commands.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "model/kv_cache.h"
 #include "ops/rope.h"
@@ -29,6 +31,8 @@ struct BenchAttentionOptions {
   int64_t steps = 16;
   int threads = 0;
   uint64_t seed = 1234;
+  std::string device = "cpu";
+  int64_t eps = 1;
 };
 
 struct Shape {
@@ -51,6 +55,28 @@ std::vector<std::string> split_list(const std::string& s) {
     if (end > start) out.push_back(s.substr(start, end - start));
     start = end + 1;
   }
+  return out;
+}
+
+// "32768", "32k", "1m" (k = 1024): the cached tokens of each row.
+std::vector<int64_t> parse_contexts(const std::string& text) {
+  std::vector<int64_t> out;
+  for (std::string item : split_list(text)) {
+    int64_t unit = 1;
+    if (!item.empty() && (item.back() == 'k' || item.back() == 'K')) unit = 1024, item.pop_back();
+    else if (!item.empty() && (item.back() == 'm' || item.back() == 'M')) unit = 1024 * 1024, item.pop_back();
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    ESA_CHECK(used == item.size() && !item.empty() && value > 0 && value <= (int64_t(1) << 40) / unit,
+              "--context: '{}' is not a positive token count (e.g. 32768, 128k, 1m)", text);
+    out.push_back(value * unit);
+  }
+  ESA_CHECK(!out.empty(), "--context: no context length in '{}'", text);
   return out;
 }
 
@@ -83,9 +109,7 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
              omp_get_max_threads(), opt.steps);
   fmt::print("{:>8} {:<14} {:>8} {:>12} {:>12} {:>12} {:>14}\n", "context", "policy", "tokens", "select ms",
              "attend ms", "total ms", "scored floats");
-  for (const std::string& ctx_text : split_list(opt.contexts)) {
-    const int64_t context = std::stoll(ctx_text);
-    ESA_CHECK(context > 0, "--context: {} is not positive", context);
+  for (const int64_t context : parse_contexts(opt.contexts)) {
     // The cache: random keys (raw and rotated to their positions) and values.
     KvCache cache(1, shape.hkv, shape.d);
     cache.reserve(context + opt.steps);
@@ -178,7 +202,34 @@ void register_bench_attention(CLI::App& bench) {
   cmd->add_option("--steps", opt->steps, "Timed decode steps (after one warm-up)")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
   cmd->add_option("--seed", opt->seed, "Seed of the random cache and queries")->capture_default_str();
-  cmd->callback([opt] { run_bench_attention(*opt); });
+  cmd->add_option("--device", opt->device, "cpu (every policy) or cuda (esa, full and topk: the selection alone; bf16 cache on the GPU)")
+      ->capture_default_str();
+  cmd->add_option("--eps", opt->eps, "cuda: proximity max-pool half-width")->capture_default_str();
+  CLI::Option* policy_flag = cmd->get_option("--policy");
+  cmd->callback([opt, policy_flag] {
+    if (parse_device(opt->device) == Device::cpu) {
+      run_bench_attention(*opt);
+      return;
+    }
+    CudaBenchAttentionOptions cuda_opt;
+    const Shape shape = parse_shape(opt->shape);
+    cuda_opt.shape_name = opt->shape;
+    cuda_opt.hq = shape.hq;
+    cuda_opt.hkv = shape.hkv;
+    cuda_opt.d = shape.d;
+    cuda_opt.rope_base = shape.rope_base;
+    cuda_opt.contexts = parse_contexts(opt->contexts);
+    cuda_opt.policies = policy_flag->count() > 0 ? split_list(opt->policies) : std::vector<std::string>{"esa", "full", "topk"};
+    const std::vector<std::string> dims = split_list(opt->dims);
+    ESA_CHECK(dims.size() == 1 || opt->dims == BenchAttentionOptions().dims,
+              "--dim: the cuda bench takes one compressed dimension, got '{}'", opt->dims);
+    cuda_opt.dim = opt->dims == BenchAttentionOptions().dims ? 128 : std::stoll(dims[0]);
+    cuda_opt.budget = opt->budget;
+    cuda_opt.eps = opt->eps;
+    cuda_opt.steps = opt->steps;
+    cuda_opt.seed = opt->seed;
+    run_bench_attention_cuda(cuda_opt);
+  });
 }
 
 }  // namespace esa::cli

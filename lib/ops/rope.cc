@@ -95,6 +95,48 @@ RopeTable make_rope_table(const RopeConfig& rope, const std::vector<float>& freq
   return t;
 }
 
+RopeSplitTables make_rope_split_tables(const RopeTable& table, int64_t positions) {
+  ESA_CHECK(positions >= 0 && positions < (int64_t(1) << 24),
+            "rope tables: {} positions (at most 2^24: positions are exact in float32)", positions);
+  RopeSplitTables t;
+  t.half = table.dim / 2;
+  t.adjacent_pairs = table.style == RopeStyle::adjacent_pairs;
+  t.inv_freq.resize(size_t(t.half));
+  for (int64_t i = 0; i < t.half; ++i) t.inv_freq[size_t(i)] = float(table.inv_freq[size_t(i)]);
+  const int64_t L = RopeSplitTables::low_positions;
+  const int64_t high_rows = positions / L + 1;
+  t.low.resize(size_t(L * t.half * 2));
+  t.high.resize(size_t(high_rows * t.half * 2));
+  for (int64_t lo = 0; lo < L; ++lo) {
+    for (int64_t i = 0; i < t.half; ++i) {
+      const double a = double(lo) * double(t.inv_freq[size_t(i)]);
+      t.low[size_t((lo * t.half + i) * 2)] = float(std::cos(a) * table.attention_factor);
+      t.low[size_t((lo * t.half + i) * 2 + 1)] = float(std::sin(a) * table.attention_factor);
+    }
+  }
+  for (int64_t hi = 0; hi < high_rows; ++hi) {
+    for (int64_t i = 0; i < t.half; ++i) {
+      const double a = double(hi * L) * double(t.inv_freq[size_t(i)]);
+      t.high[size_t((hi * t.half + i) * 2)] = float(std::cos(a));
+      t.high[size_t((hi * t.half + i) * 2 + 1)] = float(std::sin(a));
+    }
+  }
+  return t;
+}
+
+void RopeSplitTables::angle_at(int64_t position, int64_t i, float& cos_out, float& sin_out) const {
+  const int64_t L = low_positions;
+  const float* lo = low.data() + ((position % L) * half + i) * 2;
+  const float* hi = high.data() + ((position / L) * half + i) * 2;
+  const float c0 = lo[0] * hi[0] - lo[1] * hi[1], s0 = lo[1] * hi[0] + lo[0] * hi[1];
+  const float p = float(position), f = inv_freq[size_t(i)];
+  const float rounded = p * f;
+  const float err = std::fma(p, f, -rounded);  // p * f - fl(p * f), exactly
+  const float ce = std::cos(err), se = std::sin(err);  // err reaches ~1 rad near 2^24 positions
+  cos_out = c0 * ce + s0 * se;
+  sin_out = s0 * ce - c0 * se;
+}
+
 RopeAngles make_rope_angles(const RopeTable& table, int64_t n) {
   ESA_CHECK(n >= 0, "rope: negative position count {}", n);
   RopeAngles a;

@@ -35,6 +35,23 @@ struct RopeAngles {
 RopeAngles make_rope_angles(const RopeTable& table, int64_t n);
 void rope_angles_cpu(const RopeTable& table, int64_t first, int64_t n, float* cos_out, float* sin_out);
 
+/// cos and sin at any position from two small tables (the GPU kernels' form, kernels/
+/// gathered_attention.cuh): position p = hi * low_positions + lo; the tables hold the exact
+/// angles of lo * f and hi * low_positions * f (computed in double, f the float32 frequency),
+/// and angle_at() combines them and corrects for the reference's float32 rounding of p * f.
+/// One [positions]-long table would be 512 MB at 1M positions and a head dimension of 128.
+struct RopeSplitTables {
+  static constexpr int64_t low_positions = 1024;
+  int64_t half = 0;
+  bool adjacent_pairs = false;
+  std::vector<float> inv_freq;  // [half]
+  std::vector<float> low;       // [low_positions, half, 2] (cos, sin) times the attention factor
+  std::vector<float> high;      // [positions / low_positions + 1, half, 2]
+  /// (cos, sin) of pair `i` at `position`, with the kernel's float arithmetic.
+  void angle_at(int64_t position, int64_t i, float& cos_out, float& sin_out) const;
+};
+RopeSplitTables make_rope_split_tables(const RopeTable& table, int64_t positions);
+
 /// x [T, n_heads, head_dim] rotated in place; positions [T] absolute. Dimensions past
 /// table.dim (partial rotary) are left alone. With `angles`, positions inside it are looked up.
 void rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table, const RopeAngles* angles = nullptr);

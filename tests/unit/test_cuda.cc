@@ -3,13 +3,21 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 
+#include "attention/selection.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "esa_select.cuh"
+#include "gathered_attention.cuh"
+#include "ops/attention.h"
 #include "ops/dequantize.h"
+#include "ops/rope.h"
 #include "support/test_support.h"
 
 namespace esa {
@@ -73,6 +81,243 @@ TEST_F(CudaTest, DequantizeRejectsUnsupportedType) {
   DeviceBuffer src(84), dst(256 * 4);
   EXPECT_THROW(ops::dequantize(Device::cuda, io::GgmlType::q2_k, src.ptr, 84, static_cast<float*>(dst.ptr), 256),
                Error);
+}
+
+// ---- ESA kernels (kernels/esa_select.cuh, kernels/gathered_attention.cuh) ---------------------
+
+template <typename T>
+struct DeviceArray {
+  T* ptr = nullptr;
+  size_t n = 0;
+  explicit DeviceArray(size_t count) : n(count) {
+    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&ptr), std::max<size_t>(count, 1) * sizeof(T)), cudaSuccess);
+  }
+  explicit DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) {
+    EXPECT_EQ(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  ~DeviceArray() { cudaFree(ptr); }
+  std::vector<T> download() const {
+    std::vector<T> out(n);
+    EXPECT_EQ(cudaMemcpy(out.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return out;
+  }
+};
+
+uint16_t to_bf16(float f) {  // round to nearest even
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// Exact agreement with top_k_indices (same floats in): sizes around warp, block and tile edges,
+// k = 1 and k = n, heavy ties (few distinct values), NaN and -inf, one workspace reused.
+TEST_F(CudaTest, TopKMatchesCpuExactly) {
+  std::mt19937_64 rng(test::test_seed(21));
+  const int64_t largest = (int64_t(1) << 20) + 3;
+  DeviceArray<uint8_t> workspace(cuda::top_k_workspace_bytes(largest));
+  ASSERT_EQ(cudaMemset(workspace.ptr, 0, workspace.n), cudaSuccess);
+  for (int64_t n : {int64_t(1), int64_t(31), int64_t(32), int64_t(33), int64_t(1023), int64_t(1024), int64_t(1025),
+                    int64_t(4097), int64_t(65537), largest}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<float> values(static_cast<size_t>(n));
+      std::normal_distribution<float> normal;
+      std::uniform_int_distribution<int> few(0, 5);
+      for (float& v : values) v = kind == 1 ? float(few(rng)) * 0.5f : normal(rng);
+      if (kind == 2) {
+        for (int64_t i = 0; i < n; i += 7) values[size_t(i)] = std::numeric_limits<float>::quiet_NaN();
+        for (int64_t i = 3; i < n; i += 11) values[size_t(i)] = -std::numeric_limits<float>::infinity();
+        if (n > 5) values[5] = -0.0f, values[4] = 0.0f;
+      }
+      const DeviceArray<float> d_values(values);
+      for (int64_t k : {int64_t(1), std::min<int64_t>(n, 7), n / 2 + 1, std::min<int64_t>(n, 2048),
+                        std::min<int64_t>(n, 4096), n}) {
+        const std::vector<int64_t> cpu = attention::top_k_indices(values, k);
+        DeviceArray<int> d_indices{static_cast<size_t>(k)};
+        cuda::TopKParams p{d_values.ptr, n, int(k), 5, d_indices.ptr, workspace.ptr};
+        ASSERT_EQ(cuda::launch_top_k(p, nullptr), cudaSuccess);
+        const std::vector<int> gpu = d_indices.download();
+        int64_t bad = 0;
+        for (size_t i = 0; i < size_t(k); ++i) bad += gpu[i] != int(cpu[i]) + 5;
+        EXPECT_EQ(bad, 0) << "n " << n << ", k " << k << ", values kind " << kind;
+      }
+    }
+  }
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+// Compressed scores, the per-query max subtraction, the max over the chunk and the proximity
+// max-pool against chunk_importance + proximity_max_pool on the same bf16 keys.
+TEST_F(CudaTest, CompressedImportanceMatchesCpu) {
+  std::mt19937_64 rng(test::test_seed(22));
+  std::normal_distribution<float> normal;
+  for (int dim : {8, 32, 96, 128}) {
+    for (int T : {1, 3, 16}) {
+      for (int64_t n : {int64_t(1), int64_t(33), int64_t(1025), int64_t(70001)}) {
+        for (int eps : {0, 1, 3}) {
+          const int64_t begin = 17, total = begin + n + 5;
+          std::vector<uint16_t> k_bits(size_t(total * dim));
+          std::vector<float> k_float(k_bits.size()), q(size_t(T * dim));
+          for (size_t i = 0; i < k_bits.size(); ++i) {
+            k_bits[i] = to_bf16(normal(rng));
+            k_float[i] = bf16_to_float(k_bits[i]);
+          }
+          for (float& x : q) x = normal(rng);
+          const attention::ScoreBlockFn block = [&](int64_t m0, int64_t count, float* out) {
+            for (int c = 0; c < T; ++c) {
+              for (int64_t j = 0; j < count; ++j) {
+                double dot = 0.0;
+                for (int i = 0; i < dim; ++i) dot += double(q[size_t(c * dim + i)]) * k_float[size_t((begin + m0 + j) * dim + i)];
+                out[c * count + j] = float(dot);
+              }
+            }
+          };
+          const std::vector<float> cpu = attention::proximity_max_pool(attention::chunk_importance(T, n, block), eps);
+          const DeviceArray<float> d_q(q);
+          const DeviceArray<uint16_t> d_k(k_bits);
+          DeviceArray<float> d_scores{static_cast<size_t>(T * n)}, d_importance{static_cast<size_t>(n)};
+          DeviceArray<unsigned int> d_max{static_cast<size_t>(T)};
+          cuda::CompressedScoreParams sp{d_q.ptr, reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), dim, T, begin,
+                                         begin + n, d_scores.ptr, d_max.ptr};
+          ASSERT_EQ(cuda::launch_compressed_scores(sp, nullptr), cudaSuccess);
+          cuda::ImportanceParams ip{d_scores.ptr, d_max.ptr, T, n, eps, d_importance.ptr};
+          ASSERT_EQ(cuda::launch_importance_pool(ip, nullptr), cudaSuccess);
+          const std::vector<float> gpu = d_importance.download();
+          double worst = 0.0, scale = 1.0;
+          for (size_t i = 0; i < cpu.size(); ++i) scale = std::max(scale, double(std::fabs(cpu[i])));
+          for (size_t i = 0; i < cpu.size(); ++i) worst = std::max(worst, std::fabs(double(gpu[i]) - cpu[i]) / scale);
+          EXPECT_LT(worst, 2e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+        }
+      }
+    }
+  }
+}
+
+struct AttentionCase {
+  int hq, hkv, d;
+  RopeStyle style;
+  int64_t n_rows, range_begin, range_end;
+};
+
+// Both branches against ops::attention_cpu (long: listed rows as cached; local: keys rotated by
+// ops::rope_cpu to their positions) merged by log-sum-exp; positions up to ~300k exercise the
+// kernel's two-table RoPE.
+TEST_F(CudaTest, GatheredAttentionMatchesCpu) {
+  std::mt19937_64 rng(test::test_seed(23));
+  std::normal_distribution<float> normal;
+  std::vector<AttentionCase> cases;
+  for (const auto& [hq, hkv, d] : {std::tuple{32, 8, 128}, std::tuple{9, 3, 64}, std::tuple{8, 8, 128}, std::tuple{16, 2, 64}}) {
+    for (RopeStyle style : {RopeStyle::rotate_half, RopeStyle::adjacent_pairs}) {
+      for (const auto& [rows, lb, le] : {std::tuple<int64_t, int64_t, int64_t>{0, 0, 1}, {1, 40, 40}, {33, 100, 131},
+                                         {1025, 3000, 5048}, {4096 + 128, 9000, 9033}, {31, 299000, 300024}}) {
+        cases.push_back({hq, hkv, d, style, rows, lb, le});
+      }
+    }
+  }
+  cases.push_back({32, 8, 128, RopeStyle::rotate_half, 0, 0, 0});  // no row at all: out 0, lse -inf
+  for (const AttentionCase& c : cases) {
+    const int64_t n = std::max<int64_t>(c.range_end, c.n_rows + 1);
+    const int64_t width = int64_t(c.hkv) * c.d;
+    std::vector<uint16_t> k_bits(size_t(n * width), 0), v_bits(size_t(n * width), 0);
+    std::vector<int> rows(size_t(c.n_rows));
+    std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(c.range_begin, 1) - 1);
+    for (int& r : rows) r = int(c.range_begin > 0 ? pick(rng) : 0);
+    std::vector<char> used(size_t(n), 0);
+    for (int r : rows) used[size_t(r)] = 1;
+    for (int64_t r = c.range_begin; r < c.range_end; ++r) used[size_t(r)] = 1;
+    for (int64_t r = 0; r < n; ++r) {
+      if (!used[size_t(r)]) continue;
+      for (int64_t i = 0; i < width; ++i) {
+        k_bits[size_t(r * width + i)] = to_bf16(normal(rng));
+        v_bits[size_t(r * width + i)] = to_bf16(normal(rng));
+      }
+    }
+    std::vector<float> q_long(size_t(c.hq * c.d)), q_local(q_long.size());
+    for (float& x : q_long) x = normal(rng);
+    for (float& x : q_local) x = normal(rng);
+    RopeConfig rope_cfg;
+    rope_cfg.base = 500000.0;
+    rope_cfg.dim = c.d;
+    rope_cfg.style = c.style;
+    const ops::RopeTable table = ops::make_rope_table(rope_cfg);
+    const ops::RopeSplitTables split = ops::make_rope_split_tables(table, n);
+    const float scale = 1.0f / std::sqrt(float(c.d));
+
+    // CPU: each branch by the reference attention, then the LSE merge.
+    auto gather = [&](const std::vector<int64_t>& which, std::vector<float>& kk, std::vector<float>& vv) {
+      kk.resize(which.size() * size_t(width));
+      vv.resize(kk.size());
+      for (size_t j = 0; j < which.size(); ++j) {
+        for (int64_t i = 0; i < width; ++i) {
+          kk[j * size_t(width) + size_t(i)] = bf16_to_float(k_bits[size_t(which[j] * width + i)]);
+          vv[j * size_t(width) + size_t(i)] = bf16_to_float(v_bits[size_t(which[j] * width + i)]);
+        }
+      }
+    };
+    std::vector<int64_t> long_rows(rows.begin(), rows.end()), local_rows;
+    for (int64_t r = c.range_begin; r < c.range_end; ++r) local_rows.push_back(r);
+    std::vector<float> k1, v1, k2, v2;
+    gather(long_rows, k1, v1);
+    gather(local_rows, k2, v2);
+    ops::rope_cpu(k2.data(), local_rows.data(), int64_t(local_rows.size()), c.hkv, c.d, table);
+    const std::vector<int64_t> q_pos{0}, zeros1(long_rows.size(), 0), zeros2(local_rows.size(), 0);
+    ops::AttentionArgs args{scale, false};
+    std::vector<float> o1(q_long.size()), o2(q_long.size()), l1(static_cast<size_t>(c.hq)), l2(static_cast<size_t>(c.hq));
+    ops::attention_cpu(q_long.data(), k1.data(), v1.data(), q_pos.data(), zeros1.data(), 1, int64_t(long_rows.size()),
+                       c.hq, c.hkv, c.d, args, o1.data(), l1.data());
+    ops::attention_cpu(q_local.data(), k2.data(), v2.data(), q_pos.data(), zeros2.data(), 1,
+                       int64_t(local_rows.size()), c.hq, c.hkv, c.d, args, o2.data(), l2.data());
+
+    // GPU.
+    const DeviceArray<float> d_q_long(q_long), d_q_local(q_local), d_freq(split.inv_freq);
+    const DeviceArray<float> d_low(split.low), d_high(split.high);
+    const DeviceArray<uint16_t> d_k(k_bits), d_v(v_bits);
+    const DeviceArray<int> d_rows(rows);
+    const int64_t total = c.n_rows + (c.range_end - c.range_begin);
+    DeviceArray<float> d_partial(cuda::gathered_attention_partial_floats(total, c.hq, c.hkv, c.d));
+    DeviceArray<float> d_out(q_long.size()), d_lse{static_cast<size_t>(c.hq)};
+    cuda::GatheredAttentionParams p;
+    p.q_long = d_q_long.ptr;
+    p.q_local = d_q_local.ptr;
+    p.k = reinterpret_cast<const __nv_bfloat16*>(d_k.ptr);
+    p.v = reinterpret_cast<const __nv_bfloat16*>(d_v.ptr);
+    p.rows = d_rows.ptr;
+    p.n_rows = int(c.n_rows);
+    p.range_begin = c.range_begin;
+    p.range_end = c.range_end;
+    p.rope = {d_freq.ptr, reinterpret_cast<const float2*>(d_low.ptr), reinterpret_cast<const float2*>(d_high.ptr),
+              int(split.half), split.adjacent_pairs};
+    p.hq = c.hq;
+    p.hkv = c.hkv;
+    p.d = c.d;
+    p.scale = scale;
+    p.partial = d_partial.ptr;
+    p.out = d_out.ptr;
+    p.lse = d_lse.ptr;
+    ASSERT_EQ(cuda::launch_gathered_attention(p, nullptr), cudaSuccess);
+    const std::vector<float> out = d_out.download(), lse = d_lse.download();
+
+    const std::string what = fmt::format("hq {} hkv {} d {} {} rows {} range [{}, {})", c.hq, c.hkv, c.d,
+                                         c.style == RopeStyle::rotate_half ? "rotate_half" : "adjacent", c.n_rows,
+                                         c.range_begin, c.range_end);
+    double worst = 0.0, worst_lse = 0.0;
+    for (int h = 0; h < c.hq; ++h) {
+      const double a = l1[size_t(h)], b = l2[size_t(h)];
+      const double top = std::max(a, b);
+      if (top == -std::numeric_limits<double>::infinity()) {
+        EXPECT_TRUE(std::isinf(lse[size_t(h)]) && lse[size_t(h)] < 0) << what;
+        for (int i = 0; i < c.d; ++i) EXPECT_EQ(out[size_t(h * c.d + i)], 0.0f) << what;
+        continue;
+      }
+      const double wa = std::exp(a - top), wb = std::exp(b - top);
+      worst_lse = std::max(worst_lse, std::fabs(lse[size_t(h)] - (top + std::log(wa + wb))) / (1.0 + std::fabs(top)));
+      for (int i = 0; i < c.d; ++i) {
+        const size_t at = size_t(h * c.d + i);
+        const double ref = (wa * o1[at] + wb * o2[at]) / (wa + wb);
+        worst = std::max(worst, std::fabs(out[at] - ref) / (1.0 + std::fabs(ref)));
+      }
+    }
+    EXPECT_LT(worst, 2e-4) << what;
+    EXPECT_LT(worst_lse, 1e-5) << what;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,315 @@
+// See bench_attention_cuda.h. Stage times are medians of CUDA-event intervals over the steps;
+// "step" is the whole step replayed from a CUDA graph (launch gaps removed, as a decoder that
+// captures its step would see it). Caches are random bf16 filled on the device.
+#include "bench_attention_cuda.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/device.h"
+#include "core/error.h"
+
+#ifdef ESA_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "core/cuda_check.h"
+#include "esa_select.cuh"
+#include "gathered_attention.cuh"
+#include "ops/rope.h"
+#include "random_fill.cuh"
+#endif
+
+namespace esa::cli {
+
+#ifndef ESA_WITH_CUDA
+void run_bench_attention_cuda(const CudaBenchAttentionOptions&) {
+  ESA_FAIL("bench attention --device cuda: this esa was built without CUDA");
+}
+#else
+namespace {
+
+template <typename T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(size_t n) : n_(n) { ESA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T))); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() { cudaFree(ptr_); }
+  T* get() const { return ptr_; }
+  void upload(const void* host, size_t bytes) { ESA_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice)); }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t n_ = 0;
+};
+
+class Events {
+ public:
+  explicit Events(int n) : events_(size_t(n)) {
+    for (cudaEvent_t& e : events_) ESA_CUDA_CHECK(cudaEventCreate(&e));
+  }
+  ~Events() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  cudaEvent_t operator[](int i) const { return events_[size_t(i)]; }
+  double us(int a, int b) const {
+    float ms = 0.0f;
+    ESA_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[size_t(a)], events_[size_t(b)]));
+    return 1000.0 * ms;
+  }
+
+ private:
+  std::vector<cudaEvent_t> events_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Device-to-device copy of 1 GiB: bytes read + written per second, the streaming ceiling that
+// the floors below divide by.
+double copy_bandwidth_gbs(cudaStream_t stream) {
+  const size_t bytes = size_t(1) << 30;
+  DeviceArray<char> a(bytes), b(bytes);
+  ESA_CUDA_CHECK(cudaMemsetAsync(a.get(), 1, bytes, stream));
+  Events ev(2);
+  for (int i = 0; i < 3; ++i) ESA_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream));
+  ESA_CUDA_CHECK(cudaEventRecord(ev[0], stream));
+  const int reps = 10;
+  for (int i = 0; i < reps; ++i) ESA_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream));
+  ESA_CUDA_CHECK(cudaEventRecord(ev[1], stream));
+  ESA_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+  return 2.0 * double(bytes) * reps / (ev.us(0, 1) * 1e-6) / 1e9;
+}
+
+// Replays `enqueue` captured in a CUDA graph; microseconds per replay.
+template <typename Fn>
+double graph_us(cudaStream_t stream, Fn&& enqueue, int reps) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  ESA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  enqueue();
+  ESA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  ESA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 5; ++i) ESA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  Events ev(2);
+  ESA_CUDA_CHECK(cudaEventRecord(ev[0], stream));
+  for (int i = 0; i < reps; ++i) ESA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  ESA_CUDA_CHECK(cudaEventRecord(ev[1], stream));
+  ESA_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return ev.us(0, 1) / reps;
+}
+
+struct Row {
+  int64_t context = 0;
+  std::string policy;
+  int64_t attended = 0;
+  double score_us = 0, topk_us = 0, attend_us = 0, merge_us = 0, step_us = 0;
+  double bytes = 0;  // what the step must read from memory at least
+};
+
+void print_row(const Row& r, double bandwidth_gbs) {
+  const double floor_us = r.bytes / (bandwidth_gbs * 1e9) * 1e6;
+  fmt::print("{:>8} {:<6} {:>8} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>10.1f} {:>9.2f} {:>7.2f}\n", r.context,
+             r.policy, r.attended, r.score_us, r.topk_us, r.attend_us, r.merge_us, r.step_us, r.bytes / 1e6, floor_us,
+             r.step_us / floor_us);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
+  std::string why;
+  const std::vector<CudaDeviceInfo> devices = cuda_devices(&why);
+  ESA_CHECK(!devices.empty(), "bench attention --device cuda: no usable GPU ({})", why);
+  ESA_CHECK(opt.steps >= 1, "--steps must be >= 1, got {}", opt.steps);
+  ESA_CHECK(opt.dim > 0 && opt.dim % 8 == 0 && opt.dim <= 256, "--dim {}: the GPU scoring takes a multiple of 8 up to 256",
+            opt.dim);
+  ESA_CHECK(opt.eps >= 0 && opt.eps <= 1024, "--eps {}: the GPU max-pool takes 0 .. 1024", opt.eps);
+  cudaStream_t stream;
+  ESA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const double bandwidth = copy_bandwidth_gbs(stream);
+  const int reps = int(opt.steps);
+  fmt::print("bench attention (cuda): {} ({} GiB), shape {} ({} query heads, {} KV heads, head dim {}), bf16 cache, "
+             "fp32 accumulation, d' {}, budget {} + {} + {}, eps {}; copy bandwidth {:.0f} GB/s (read + write); "
+             "median of {} steps, step = CUDA graph replay\n",
+             devices[0].name, devices[0].total_memory >> 30, opt.shape_name, opt.hq, opt.hkv, opt.d, opt.dim,
+             opt.budget.init, opt.budget.local, opt.budget.select, opt.eps, bandwidth, reps);
+  fmt::print("{:>8} {:<6} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7}\n", "context", "policy", "rows",
+             "score us", "top-k us", "attend us", "merge us", "step us", "bytes MB", "floor us", "x floor");
+  const int64_t hq = opt.hq, hkv = opt.hkv, d = opt.d, width = hkv * d;
+  RopeConfig rope_config;
+  rope_config.base = opt.rope_base;
+  rope_config.dim = d;
+  rope_config.style = RopeStyle::rotate_half;
+  const ops::RopeTable rope_table = ops::make_rope_table(rope_config);
+
+  for (const int64_t n : opt.contexts) {
+    ESA_CHECK(n < (int64_t(1) << 24), "--context {}: at most 2^24 tokens on the GPU path", n);
+    DeviceArray<__nv_bfloat16> k(size_t(n * width)), v(size_t(n * width)), kc(size_t(n * opt.dim));
+    DeviceArray<float> q_long(size_t(hq * d)), q_local(size_t(hq * d)), qc(size_t(opt.dim));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(k.get(), n * width, opt.seed, 1.0f, stream));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(v.get(), n * width, opt.seed + 1, 1.0f, stream));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(kc.get(), n * opt.dim, opt.seed + 2, 1.0f, stream));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_f32(q_long.get(), hq * d, opt.seed + 3, 1.0f, stream));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_f32(q_local.get(), hq * d, opt.seed + 4, 1.0f, stream));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_f32(qc.get(), opt.dim, opt.seed + 5, 1.0f, stream));
+    const ops::RopeSplitTables split = ops::make_rope_split_tables(rope_table, n);
+    DeviceArray<float> inv_freq(split.inv_freq.size()), low(split.low.size()), high(split.high.size());
+    inv_freq.upload(split.inv_freq.data(), split.inv_freq.size() * 4);
+    low.upload(split.low.data(), split.low.size() * 4);
+    high.upload(split.high.data(), split.high.size() * 4);
+
+    for (const std::string& policy : opt.policies) {
+      Row row;
+      row.context = n;
+      row.policy = policy;
+      cuda::GatheredAttentionParams ap;
+      ap.q_long = q_long.get();
+      ap.q_local = q_local.get();
+      ap.k = k.get();
+      ap.v = v.get();
+      ap.hq = int(hq);
+      ap.hkv = int(hkv);
+      ap.d = int(d);
+      ap.scale = 1.0f / std::sqrt(float(d));
+      if (policy == "full") {
+        // Dense decode over the whole cache; keys read as stored (already rotated, as SDPA reads them).
+        ap.range_begin = 0;
+        ap.range_end = n;
+        row.attended = n;
+        DeviceArray<float> partial(cuda::gathered_attention_partial_floats(n, int(hq), int(hkv), int(d)));
+        DeviceArray<float> out(size_t(hq * d));
+        ap.partial = partial.get();
+        ap.out = out.get();
+        Events ev(3);
+        std::vector<double> attend, merge;
+        for (int i = 0; i <= reps; ++i) {
+          ESA_CUDA_CHECK(cudaEventRecord(ev[0], stream));
+          ESA_CUDA_CHECK(cuda::launch_gathered_attention_splits(ap, stream));
+          ESA_CUDA_CHECK(cudaEventRecord(ev[1], stream));
+          ESA_CUDA_CHECK(cuda::launch_gathered_attention_merge(ap, stream));
+          ESA_CUDA_CHECK(cudaEventRecord(ev[2], stream));
+          ESA_CUDA_CHECK(cudaEventSynchronize(ev[2]));
+          if (i == 0) continue;
+          attend.push_back(ev.us(0, 1));
+          merge.push_back(ev.us(1, 2));
+        }
+        row.attend_us = median(attend);
+        row.merge_us = median(merge);
+        row.step_us = graph_us(stream, [&] { ESA_CUDA_CHECK(cuda::launch_gathered_attention(ap, stream)); }, reps);
+        row.bytes = double(n) * double(width) * 2.0 * 2.0;
+        print_row(row, bandwidth);
+        continue;
+      }
+      if (policy == "topk") {
+        // The selection alone: top-k of --select over n random float scores (torch.topk's task).
+        const int64_t select = std::min(opt.budget.select, n);
+        DeviceArray<float> values(static_cast<size_t>(n));
+        DeviceArray<int> chosen(static_cast<size_t>(select));
+        DeviceArray<uint8_t> workspace(cuda::top_k_workspace_bytes(n));
+        ESA_CUDA_CHECK(cudaMemset(workspace.get(), 0, cuda::top_k_workspace_bytes(n)));
+        ESA_CUDA_CHECK(cuda::launch_random_fill_f32(values.get(), n, opt.seed + 6, 1.0f, stream));
+        const cuda::TopKParams tp{values.get(), n, int(select), 0, chosen.get(), workspace.get()};
+        row.attended = select;
+        Events ev(2);
+        std::vector<double> t;
+        for (int i = 0; i <= reps; ++i) {
+          ESA_CUDA_CHECK(cudaEventRecord(ev[0], stream));
+          ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
+          ESA_CUDA_CHECK(cudaEventRecord(ev[1], stream));
+          ESA_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+          if (i > 0) t.push_back(ev.us(0, 1));
+        }
+        row.topk_us = median(t);
+        row.step_us = graph_us(stream, [&] { ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream)); }, reps);
+        row.bytes = double(n) * 4.0 * 5.0;  // three radix passes and the two compaction passes
+        print_row(row, bandwidth);
+        continue;
+      }
+      ESA_CHECK(policy == "esa", "--policy '{}': the GPU path times esa, full and topk", policy);
+      const int64_t init = std::min(opt.budget.init, n);
+      const int64_t local_begin = std::max(init, n - opt.budget.local);
+      const int64_t middle = local_begin - init;
+      const int64_t select = std::min(opt.budget.select, middle);
+      DeviceArray<float> scores(size_t(std::max<int64_t>(middle, 1))), importance(size_t(std::max<int64_t>(middle, 1)));
+      DeviceArray<unsigned int> row_max(1);
+      DeviceArray<int> rows(size_t(init + select));
+      DeviceArray<uint8_t> workspace(cuda::top_k_workspace_bytes(std::max<int64_t>(middle, 1)));
+      ESA_CUDA_CHECK(cudaMemset(workspace.get(), 0, cuda::top_k_workspace_bytes(std::max<int64_t>(middle, 1))));
+      std::vector<int> sinks(static_cast<size_t>(init));
+      std::iota(sinks.begin(), sinks.end(), 0);
+      rows.upload(sinks.data(), sinks.size() * sizeof(int));
+      ap.rows = rows.get();
+      ap.n_rows = int(init + select);
+      ap.range_begin = local_begin;
+      ap.range_end = n;
+      ap.rope = {inv_freq.get(), reinterpret_cast<const float2*>(low.get()), reinterpret_cast<const float2*>(high.get()),
+                 int(split.half), split.adjacent_pairs};
+      const int64_t total_rows = init + select + (n - local_begin);
+      row.attended = total_rows;
+      DeviceArray<float> partial(cuda::gathered_attention_partial_floats(total_rows, int(hq), int(hkv), int(d)));
+      DeviceArray<float> out(size_t(hq * d));
+      ap.partial = partial.get();
+      ap.out = out.get();
+      const cuda::CompressedScoreParams sp{qc.get(), kc.get(), int(opt.dim), 1, init, local_begin, scores.get(), row_max.get()};
+      const cuda::ImportanceParams ip{scores.get(), row_max.get(), 1, middle, int(opt.eps), importance.get()};
+      const cuda::TopKParams tp{importance.get(), middle, int(select), int(init), rows.get() + init, workspace.get()};
+      auto score = [&] {
+        if (middle > 0) ESA_CUDA_CHECK(cuda::launch_compressed_scores(sp, stream));
+      };
+      auto top_k = [&] {
+        if (middle > 0 && select > 0) {
+          ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+          ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
+        }
+      };
+      Events ev(5);
+      std::vector<double> t_score, t_topk, t_attend, t_merge;
+      for (int i = 0; i <= reps; ++i) {
+        ESA_CUDA_CHECK(cudaEventRecord(ev[0], stream));
+        score();
+        ESA_CUDA_CHECK(cudaEventRecord(ev[1], stream));
+        top_k();
+        ESA_CUDA_CHECK(cudaEventRecord(ev[2], stream));
+        ESA_CUDA_CHECK(cuda::launch_gathered_attention_splits(ap, stream));
+        ESA_CUDA_CHECK(cudaEventRecord(ev[3], stream));
+        ESA_CUDA_CHECK(cuda::launch_gathered_attention_merge(ap, stream));
+        ESA_CUDA_CHECK(cudaEventRecord(ev[4], stream));
+        ESA_CUDA_CHECK(cudaEventSynchronize(ev[4]));
+        if (i == 0) continue;
+        t_score.push_back(ev.us(0, 1));
+        t_topk.push_back(ev.us(1, 2));
+        t_attend.push_back(ev.us(2, 3));
+        t_merge.push_back(ev.us(3, 4));
+      }
+      row.score_us = median(t_score);
+      row.topk_us = median(t_topk);
+      row.attend_us = median(t_attend);
+      row.merge_us = median(t_merge);
+      row.step_us = graph_us(
+          stream,
+          [&] {
+            score();
+            top_k();
+            ESA_CUDA_CHECK(cuda::launch_gathered_attention(ap, stream));
+          },
+          reps);
+      // At least: k' once, the scores written and read back, F once per radix pass and twice in the
+      // compaction (L2-resident at these sizes, counted anyway), the gathered K and V rows.
+      row.bytes = double(middle) * double(opt.dim) * 2.0 + double(middle) * 4.0 * 8.0 +
+                  double(total_rows) * double(width) * 2.0 * 2.0;
+      print_row(row, bandwidth);
+    }
+  }
+  cudaStreamDestroy(stream);
+}
+#endif
+
+}  // namespace esa::cli

@@ -1,0 +1,58 @@
+// ESA's token selection on the GPU (PAPER.md section 2), one layer, one decode step or chunk:
+//   1. compressed scores s[c][m] = q'_c . k'_m over the middle tokens with the per-query maxima
+//      (reads k' once: the memory-bound step);
+//   2. importance F(m) = max_c (s[c][m] - max_m' s[c][m']), proximity max-pool of half-width eps;
+//   3. top-k as a radix select on the float bits (three histogram passes, the last block of each
+//      pass picks the digit, no host sync), then an ordered compaction: the indices of the k
+//      largest values, ties to the lower index, sorted by index (NaN ranks as -inf).
+// References: esa::attention::chunk_importance, proximity_max_pool, top_k_indices
+// (lib/attention/selection.h); compared in tests/unit/test_cuda.cc. Every launch is
+// CUDA-graph safe: sizes are fixed at enqueue, state lives in the workspace.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace esa::cuda {
+
+constexpr int kMaxScoreQueries = 16;  // queries of one chunk scored together (decode: 1)
+
+struct CompressedScoreParams {
+  const float* q;                // [T, dim] compressed queries
+  const __nv_bfloat16* k;        // [n_total, dim] compressed keys (row-major, rows contiguous)
+  int dim;                       // d', a multiple of 8, at most 512
+  int T;                         // 1 .. kMaxScoreQueries
+  int64_t begin, end;            // scored rows [begin, end)
+  float* scores;                 // out: [T, end - begin]
+  unsigned int* row_max;         // out: [T] order-preserving bits of max_m s[c][m]; set by launch
+};
+cudaError_t launch_compressed_scores(const CompressedScoreParams& p, cudaStream_t stream);
+
+struct ImportanceParams {
+  const float* scores;           // [T, n]
+  const unsigned int* row_max;   // [T] from launch_compressed_scores
+  int T;
+  int64_t n;
+  int eps;                       // max-pool half-width, 0 .. 1024
+  float* importance;             // out: [n] pooled F
+};
+cudaError_t launch_importance_pool(const ImportanceParams& p, cudaStream_t stream);
+
+/// Scratch of the top-k: device memory of top_k_workspace_bytes(n), reused across calls on one
+/// stream (a call leaves it ready for the next).
+size_t top_k_workspace_bytes(int64_t n);
+
+struct TopKParams {
+  const float* values;           // [n]
+  int64_t n;
+  int k;                         // 1 .. n (k == n selects everything)
+  int index_offset;              // added to every emitted index
+  int* indices;                  // out: [k] ascending
+  void* workspace;               // top_k_workspace_bytes(n), zeroed once with cudaMemset before first use
+};
+cudaError_t launch_top_k(const TopKParams& p, cudaStream_t stream);
+
+}  // namespace esa::cuda
