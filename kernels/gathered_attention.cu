@@ -4,6 +4,7 @@
 // output for its 8 dimensions of every head; warps, row groups and splits merge by log-sum-exp.
 #include "gathered_attention.cuh"
 
+#include <algorithm>
 #include <cmath>
 
 namespace esa::cuda {
@@ -12,6 +13,7 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;     // query heads per KV head
 constexpr int kRowsPerSplit = 32;
+constexpr int kMaxSplits = 1024;
 
 int multiprocessors() {
   static const int count = [] {
@@ -216,49 +218,74 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
       o += shared_acc[w][h][dim] * scale;
     }
     const int head = kv * group + h;
-    float* partial = p.partial + (int64_t(head) * splits + split) * (D + 2);
-    partial[2 + dim] = o;
+    // Layout: every split's output [hq, splits, D], then the (m, l) pairs [hq, splits, 2].
+    p.partial[(int64_t(head) * splits + split) * D + dim] = o;
     if (dim == 0) {
-      partial[0] = m_all;
-      partial[1] = l_all;
+      float* ml = p.partial + int64_t(p.hq) * splits * D + (int64_t(head) * splits + split) * 2;
+      ml[0] = m_all;
+      ml[1] = l_all;
     }
   }
 }
 
-// One block per query head: the splits' (m, l) are read in parallel and reduced in shared memory,
-// their weights exp(m_s - M) kept there, then every dimension sums its splits (independent loads).
-__global__ void __launch_bounds__(128) gathered_merge_kernel(GatheredAttentionParams p, int splits) {
-  extern __shared__ float weight[];  // [splits]
-  __shared__ float warp_value[4];
+// One block per query head, 8 warps: the splits' (m, l) give the weights exp(m_s - M) (shared
+// memory); then warp w sums the splits w, w + 8, ... with float4 loads (a lane per 4 dimensions)
+// and the warps' sums meet in shared memory.
+constexpr int kMergeWarps = 8;
+
+__global__ void __launch_bounds__(kMergeWarps * 32) gathered_merge_kernel(GatheredAttentionParams p, int splits) {
+  __shared__ float weight[kMaxSplits];
+  __shared__ float warp_value[kMergeWarps];
+  __shared__ float4 warp_sum[kMergeWarps][32];
   __shared__ float total_max, total_sum;
   const int head = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int stride = p.d + 2;
-  const float* partial = p.partial + int64_t(head) * splits * stride;
+  const float* out_part = p.partial + int64_t(head) * splits * p.d;
+  const float* ml = p.partial + int64_t(p.hq) * splits * p.d + int64_t(head) * splits * 2;
   float v = -INFINITY;
-  for (int s = threadIdx.x; s < splits; s += blockDim.x) v = fmaxf(v, partial[s * stride]);
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) v = fmaxf(v, ml[2 * s]);
   for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
   if (lane == 0) warp_value[warp] = v;
   __syncthreads();
-  if (threadIdx.x == 0) total_max = fmaxf(fmaxf(warp_value[0], warp_value[1]), fmaxf(warp_value[2], warp_value[3]));
+  if (threadIdx.x == 0) {
+    float m = -INFINITY;
+    for (int w = 0; w < kMergeWarps; ++w) m = fmaxf(m, warp_value[w]);
+    total_max = m;
+  }
   __syncthreads();
   const float m_all = total_max;
   v = 0.0f;
   for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-    const float ms = partial[s * stride];
+    const float ms = ml[2 * s];
     const float w = ms == -INFINITY ? 0.0f : __expf(ms - m_all);
     weight[s] = w;
-    v += partial[s * stride + 1] * w;
+    v += ml[2 * s + 1] * w;
   }
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   __syncthreads();
   if (lane == 0) warp_value[warp] = v;
   __syncthreads();
-  if (threadIdx.x == 0) total_sum = warp_value[0] + warp_value[1] + warp_value[2] + warp_value[3];
+  if (threadIdx.x == 0) {
+    float l = 0.0f;
+    for (int w = 0; w < kMergeWarps; ++w) l += warp_value[w];
+    total_sum = l;
+  }
+  float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (lane * 4 < p.d) {
+    for (int s = warp; s < splits; s += kMergeWarps) {
+      const float4 o = __ldg(reinterpret_cast<const float4*>(out_part + int64_t(s) * p.d) + lane);
+      const float w = weight[s];
+      acc.x = fmaf(o.x, w, acc.x);
+      acc.y = fmaf(o.y, w, acc.y);
+      acc.z = fmaf(o.z, w, acc.z);
+      acc.w = fmaf(o.w, w, acc.w);
+    }
+  }
+  warp_sum[warp][lane] = acc;
   __syncthreads();
   const float l_all = total_sum;
   for (int dim = threadIdx.x; dim < p.d; dim += blockDim.x) {
     float o = 0.0f;
-    for (int s = 0; s < splits; ++s) o = fmaf(partial[s * stride + 2 + dim], weight[s], o);
+    for (int w = 0; w < kMergeWarps; ++w) o += reinterpret_cast<const float*>(&warp_sum[w][0])[dim];
     p.out[int64_t(head) * p.d + dim] = l_all > 0.0f ? o / l_all : 0.0f;
   }
   if (threadIdx.x == 0 && p.lse != nullptr) p.lse[head] = l_all > 0.0f ? m_all + logf(l_all) : -INFINITY;
@@ -279,7 +306,7 @@ bool valid_params(const GatheredAttentionParams& p) {
 int gathered_attention_splits(int64_t total_rows, int hkv) {
   const int64_t by_rows = (total_rows + kRowsPerSplit - 1) / kRowsPerSplit;
   const int64_t by_machine = (8 * int64_t(multiprocessors()) + hkv - 1) / (hkv > 0 ? hkv : 1);
-  const int64_t splits = by_rows < by_machine ? by_rows : by_machine;
+  const int64_t splits = std::min<int64_t>(std::min(by_rows, by_machine), kMaxSplits);
   return int(splits > 0 ? splits : 1);
 }
 
@@ -311,7 +338,7 @@ cudaError_t launch_gathered_attention_merge(const GatheredAttentionParams& p, cu
   if (!valid_params(p)) return cudaErrorInvalidValue;
   const int64_t total = int64_t(p.n_rows) + (p.range_end - p.range_begin);
   const int splits = gathered_attention_splits(total, p.hkv);
-  gathered_merge_kernel<<<p.hq, 128, sizeof(float) * size_t(splits), stream>>>(p, splits);
+  gathered_merge_kernel<<<p.hq, kMergeWarps * 32, 0, stream>>>(p, splits);
   return cudaGetLastError();
 }
 
