@@ -169,9 +169,10 @@ herr_t check_attribute(hid_t object, const char* name, const H5A_info_t*, void*)
   if (!type.ok() || !space.ok()) return 0;
   const H5T_class_t kind = H5Tget_class(type.get());
   const hssize_t count = H5Sget_simple_extent_npoints(space.get());
-  // Numbers are read as the readers read them (converted to double): type conversion is libhdf5
-  // code that corrupt type messages crash too.
-  if ((kind == H5T_INTEGER || kind == H5T_FLOAT) && count > 0 && count <= (1 << 16)) {
+  // Numbers are read as the readers read them (converted to double; conversion is libhdf5 code
+  // that corrupt type messages crash too), and only those the readers would read.
+  if ((kind == H5T_INTEGER || kind == H5T_FLOAT) && is_standard_number(type.get()) && count > 0 &&
+      count <= (1 << 16)) {
     std::vector<double> values(static_cast<size_t>(count));
     (void)H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data());
   }
