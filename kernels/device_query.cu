@@ -29,4 +29,11 @@ int device_props(int index, DeviceProps* props) {
   return 0;
 }
 
+int current_multiprocessors() {
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);  // a cached attribute query
+  return sms > 0 ? sms : 1;
+}
+
 }  // namespace esa::cuda

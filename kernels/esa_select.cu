@@ -3,9 +3,12 @@
 // read 4 bytes per token, which at 1M tokens stays in L2 between passes.
 #include "esa_select.cuh"
 
+#include "device_query.cuh"
+
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include <algorithm>
 #include <cmath>
 
 namespace esa::cuda {
@@ -24,16 +27,6 @@ __device__ __forceinline__ unsigned int float_key(float x) {
 
 __device__ __forceinline__ float key_float(unsigned int key) {
   return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
-}
-
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    return sms > 0 ? sms : 1;
-  }();
-  return count;
 }
 
 // ---- compressed scores -----------------------------------------------------------------------
@@ -341,7 +334,7 @@ cudaError_t launch_compressed_scores(const CompressedScoreParams& p, cudaStream_
   while (group < p.dim / 8) group *= 2;
   const int64_t rows_per_block = int64_t(kThreads / 32) * (32 / group);
   const int64_t wanted = (p.end - p.begin + rows_per_block - 1) / rows_per_block;
-  const int blocks = int(wanted < 8 * multiprocessors() ? wanted : 8 * multiprocessors());
+  const int blocks = int(std::min<int64_t>(wanted, 8 * current_multiprocessors()));
   const size_t shared = sizeof(float) * size_t(p.T) * size_t(p.dim);
   if (p.T == 1) {
     compressed_scores_kernel<1><<<blocks, kThreads, shared, stream>>>(p, group);
@@ -368,7 +361,7 @@ size_t top_k_workspace_bytes(int64_t n) {
 cudaError_t launch_top_k(const TopKParams& p, cudaStream_t stream) {
   if (p.n < 1 || p.k < 1 || p.k > p.n || p.n > (int64_t(1) << 31) - 1) return cudaErrorInvalidValue;
   const int64_t wanted = (p.n + kThreads * 4 - 1) / (kThreads * 4);
-  const int pass_blocks = int(wanted < 4 * multiprocessors() ? wanted : 4 * multiprocessors());
+  const int pass_blocks = int(std::min<int64_t>(wanted, 4 * current_multiprocessors()));
   radix_pass_kernel<<<pass_blocks, kThreads, 0, stream>>>(p, 0, 21, 11);
   radix_pass_kernel<<<pass_blocks, kThreads, 0, stream>>>(p, 1, 10, 11);
   radix_pass_kernel<<<pass_blocks, kThreads, 0, stream>>>(p, 2, 0, 10);

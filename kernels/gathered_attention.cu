@@ -4,6 +4,8 @@
 // output for its 8 dimensions of every head; warps, row groups and splits merge by log-sum-exp.
 #include "gathered_attention.cuh"
 
+#include "device_query.cuh"
+
 #include <algorithm>
 #include <cmath>
 
@@ -14,16 +16,6 @@ constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;     // query heads per KV head
 constexpr int kRowsPerSplit = 32;
 constexpr int kMaxSplits = 1024;
-
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    return sms > 0 ? sms : 1;
-  }();
-  return count;
-}
 
 __device__ __forceinline__ void unpack8(const uint4& raw, float* dst) {
   const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
@@ -305,7 +297,7 @@ bool valid_params(const GatheredAttentionParams& p) {
 
 int gathered_attention_splits(int64_t total_rows, int hkv) {
   const int64_t by_rows = (total_rows + kRowsPerSplit - 1) / kRowsPerSplit;
-  const int64_t by_machine = (8 * int64_t(multiprocessors()) + hkv - 1) / (hkv > 0 ? hkv : 1);
+  const int64_t by_machine = (8 * int64_t(current_multiprocessors()) + hkv - 1) / (hkv > 0 ? hkv : 1);
   const int64_t splits = std::min<int64_t>(std::min(by_rows, by_machine), kMaxSplits);
   return int(splits > 0 ? splits : 1);
 }
