@@ -27,17 +27,6 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float* dst) {
   }
 }
 
-__device__ __forceinline__ float2 angle(const RopeTables& rope, int64_t position, int pair) {
-  const float2 lo = rope.low[(position % kRopeLow) * rope.half + pair];
-  const float2 hi = rope.high[(position / kRopeLow) * rope.half + pair];
-  const float c0 = lo.x * hi.x - lo.y * hi.y, s0 = lo.y * hi.x + lo.x * hi.y;  // of the exact p * f
-  const float p = float(position), f = __ldg(rope.inv_freq + pair);
-  const float err = fmaf(p, f, -__fmul_rn(p, f));  // p * f - fl(p * f), exactly
-  float se, ce;
-  __sincosf(err, &se, &ce);  // |err| <= half an ulp of p * f: up to ~1 rad near 2^24 positions
-  return make_float2(c0 * ce + s0 * se, s0 * ce - c0 * se);  // of fl(p * f) = p * f - err
-}
-
 // Rotates this lane's 8 key dimensions (columns part*8 ..) to `position`. Every lane of the warp
 // calls it (the rotate-half partner lives in another lane); `rotate` says whether this row is.
 template <int GROUP>
@@ -48,7 +37,7 @@ __device__ __forceinline__ void rope_key(const RopeTables& rope, int part, bool 
     for (int t = 0; t < 4; ++t) {
       const int pair = part * 4 + t;
       if (pair < rope.half) {
-        const float2 cs = angle(rope, position, pair);
+        const float2 cs = rope_angle(rope, position, pair);
         const float a = x[2 * t], b = x[2 * t + 1];
         x[2 * t] = a * cs.x - b * cs.y;
         x[2 * t + 1] = b * cs.x + a * cs.y;
@@ -65,7 +54,7 @@ __device__ __forceinline__ void rope_key(const RopeTables& rope, int part, bool 
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int pair = (first_half ? part : part - partner_offset) * 8 + j;
-    const float2 cs = angle(rope, position, pair);
+    const float2 cs = rope_angle(rope, position, pair);
     x[j] = first_half ? x[j] * cs.x - partner[j] * cs.y : x[j] * cs.x + partner[j] * cs.y;
   }
 }
@@ -74,11 +63,12 @@ template <int GROUP_MAX, int D, int UNROLL>
 __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAttentionParams p, int splits) {
   constexpr int kLanesPerRow = D / 8;
   constexpr int kRowsPerStep = 32 / kLanesPerRow;
-  const int split = blockIdx.x, kv = blockIdx.y;
+  const int split = blockIdx.x, kv = blockIdx.y, query = blockIdx.z;
   const int group = p.hq / p.hkv;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int part = lane % kLanesPerRow, slot = lane / kLanesPerRow;
-  const int64_t n_range = p.range_end - p.range_begin;
+  const int64_t range_end = p.range_end - (p.causal ? p.queries - 1 - query : 0);
+  const int64_t n_range = range_end - p.range_begin;
   const int64_t total = int64_t(p.n_rows) + n_range;
   const int64_t per_split = (total + splits - 1) / splits;
   const int64_t first = int64_t(split) * per_split;
@@ -98,7 +88,7 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
     const int64_t lo = phase == 0 ? first : (first > p.n_rows ? first : int64_t(p.n_rows));
     const int64_t hi = phase == 0 ? (last < p.n_rows ? last : int64_t(p.n_rows)) : last;
     if (lo >= hi) continue;
-    const float* q = phase == 0 ? p.q_long : p.q_local;
+    const float* q = (phase == 0 ? p.q_long : p.q_local) + int64_t(query) * p.hq * D;
     float q_reg[GROUP_MAX][8];
 #pragma unroll
     for (int h = 0; h < GROUP_MAX; ++h) {
@@ -210,10 +200,11 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
       o += shared_acc[w][h][dim] * scale;
     }
     const int head = kv * group + h;
-    // Layout: every split's output [hq, splits, D], then the (m, l) pairs [hq, splits, 2].
-    p.partial[(int64_t(head) * splits + split) * D + dim] = o;
+    // Layout per query: every split's output [hq, splits, D], then the (m, l) pairs [hq, splits, 2].
+    float* partial = p.partial + int64_t(query) * p.hq * splits * (D + 2);
+    partial[(int64_t(head) * splits + split) * D + dim] = o;
     if (dim == 0) {
-      float* ml = p.partial + int64_t(p.hq) * splits * D + (int64_t(head) * splits + split) * 2;
+      float* ml = partial + int64_t(p.hq) * splits * D + (int64_t(head) * splits + split) * 2;
       ml[0] = m_all;
       ml[1] = l_all;
     }
@@ -230,9 +221,10 @@ __global__ void __launch_bounds__(kMergeWarps * 32) gathered_merge_kernel(Gather
   __shared__ float warp_value[kMergeWarps];
   __shared__ float4 warp_sum[kMergeWarps][32];
   __shared__ float total_max, total_sum;
-  const int head = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float* out_part = p.partial + int64_t(head) * splits * p.d;
-  const float* ml = p.partial + int64_t(p.hq) * splits * p.d + int64_t(head) * splits * 2;
+  const int head = blockIdx.x, query = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float* partial = p.partial + int64_t(query) * p.hq * splits * (p.d + 2);
+  const float* out_part = partial + int64_t(head) * splits * p.d;
+  const float* ml = partial + int64_t(p.hq) * splits * p.d + int64_t(head) * splits * 2;
   float v = -INFINITY;
   for (int s = threadIdx.x; s < splits; s += blockDim.x) v = fmaxf(v, ml[2 * s]);
   for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
@@ -278,14 +270,17 @@ __global__ void __launch_bounds__(kMergeWarps * 32) gathered_merge_kernel(Gather
   for (int dim = threadIdx.x; dim < p.d; dim += blockDim.x) {
     float o = 0.0f;
     for (int w = 0; w < kMergeWarps; ++w) o += reinterpret_cast<const float*>(&warp_sum[w][0])[dim];
-    p.out[int64_t(head) * p.d + dim] = l_all > 0.0f ? o / l_all : 0.0f;
+    p.out[(int64_t(query) * p.hq + head) * p.d + dim] = l_all > 0.0f ? o / l_all : 0.0f;
   }
-  if (threadIdx.x == 0 && p.lse != nullptr) p.lse[head] = l_all > 0.0f ? m_all + logf(l_all) : -INFINITY;
+  if (threadIdx.x == 0 && p.lse != nullptr) {
+    p.lse[int64_t(query) * p.hq + head] = l_all > 0.0f ? m_all + logf(l_all) : -INFINITY;
+  }
 }
 
 bool valid_params(const GatheredAttentionParams& p) {
   if (p.hkv <= 0 || p.hq % p.hkv != 0 || p.hq / p.hkv > kMaxGroup || (p.d != 64 && p.d != 128)) return false;
   if (p.n_rows < 0 || p.range_end < p.range_begin || p.out == nullptr || p.partial == nullptr) return false;
+  if (p.queries < 1 || p.queries > 65535 || (p.causal && p.range_end - p.range_begin < p.queries - 1)) return false;
   if (p.rope.low != nullptr) {
     const int lanes = p.rope.half / 8;
     if (p.rope.half % 8 != 0 || 2 * p.rope.half > p.d || (lanes & (lanes - 1)) != 0) return false;
@@ -295,22 +290,23 @@ bool valid_params(const GatheredAttentionParams& p) {
 
 }  // namespace
 
-int gathered_attention_splits(int64_t total_rows, int hkv) {
+int gathered_attention_splits(int64_t total_rows, int hkv, int queries) {
   const int64_t by_rows = (total_rows + kRowsPerSplit - 1) / kRowsPerSplit;
-  const int64_t by_machine = (8 * int64_t(current_multiprocessors()) + hkv - 1) / (hkv > 0 ? hkv : 1);
+  const int64_t ctas = int64_t(hkv > 0 ? hkv : 1) * (queries > 0 ? queries : 1);
+  const int64_t by_machine = (8 * int64_t(current_multiprocessors()) + ctas - 1) / ctas;
   const int64_t splits = std::min<int64_t>(std::min(by_rows, by_machine), kMaxSplits);
   return int(splits > 0 ? splits : 1);
 }
 
-size_t gathered_attention_partial_floats(int64_t total_rows, int hq, int hkv, int d) {
-  return size_t(gathered_attention_splits(total_rows, hkv)) * size_t(hq) * size_t(d + 2);
+size_t gathered_attention_partial_floats(int64_t total_rows, int hq, int hkv, int d, int queries) {
+  return size_t(gathered_attention_splits(total_rows, hkv, queries)) * size_t(queries) * size_t(hq) * size_t(d + 2);
 }
 
 cudaError_t launch_gathered_attention_splits(const GatheredAttentionParams& p, cudaStream_t stream) {
   if (!valid_params(p)) return cudaErrorInvalidValue;
   const int64_t total = int64_t(p.n_rows) + (p.range_end - p.range_begin);
-  const int splits = gathered_attention_splits(total, p.hkv);
-  const dim3 grid(unsigned(splits), unsigned(p.hkv));
+  const int splits = gathered_attention_splits(total, p.hkv, p.queries);
+  const dim3 grid(unsigned(splits), unsigned(p.hkv), unsigned(p.queries));
   const int group = p.hq / p.hkv;
   if (p.d == 128) {
     if (group <= 4) {
@@ -329,8 +325,8 @@ cudaError_t launch_gathered_attention_splits(const GatheredAttentionParams& p, c
 cudaError_t launch_gathered_attention_merge(const GatheredAttentionParams& p, cudaStream_t stream) {
   if (!valid_params(p)) return cudaErrorInvalidValue;
   const int64_t total = int64_t(p.n_rows) + (p.range_end - p.range_begin);
-  const int splits = gathered_attention_splits(total, p.hkv);
-  gathered_merge_kernel<<<p.hq, kMergeWarps * 32, 0, stream>>>(p, splits);
+  const int splits = gathered_attention_splits(total, p.hkv, p.queries);
+  gathered_merge_kernel<<<dim3(unsigned(p.hq), unsigned(p.queries)), kMergeWarps * 32, 0, stream>>>(p, splits);
   return cudaGetLastError();
 }
 

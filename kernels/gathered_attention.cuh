@@ -1,4 +1,4 @@
-// One query token's attention over a gathered set of cached rows, GQA-aware, split-K (flash
+// Query tokens' attention over a gathered set of cached rows, GQA-aware, split-K (flash
 // decoding): ESA's two branches in one pass — the long branch over listed rows (sink tokens and
 // the top-k, keys as cached, before RoPE, with the query rotated to the branch's position) and
 // the local branch over a contiguous range (keys rotated to their own positions on the fly) —
@@ -12,41 +12,31 @@
 
 #include <cstdint>
 
+#include "rope_tables.cuh"
+
 namespace esa::cuda {
 
-constexpr int kRopeLow = 1024;  // positions split as hi * kRopeLow + lo: two small tables
-
-/// cos and sin at any position without a table per position. The reference (ops::rope_cpu, as
-/// transformers) rotates by the float32 angle a = fl(p * f); the kernel takes cos/sin of the exact
-/// p * f from two tables built in double on the host (p = hi * kRopeLow + lo, angle-sum rule),
-/// then turns back by the rounding error p * f - a (exact with an fma).
-struct RopeTables {
-  const float* inv_freq = nullptr;  // [half] float32 frequencies f_i
-  const float2* low = nullptr;   // [kRopeLow, half]: (cos, sin) of lo * f_i, times the attention factor
-  const float2* high = nullptr;  // [positions / kRopeLow + 1, half]: (cos, sin) of hi * kRopeLow * f_i
-  int half = 0;                  // rotated pairs; half % 8 == 0
-  bool adjacent_pairs = false;   // pairs (2i, 2i + 1); otherwise (i, i + half)
-};
-
 struct GatheredAttentionParams {
-  const float* q_long = nullptr;   // [hq, d] query for the listed rows
-  const float* q_local = nullptr;  // [hq, d] query for the range rows
+  const float* q_long = nullptr;   // [queries, hq, d] query for the listed rows
+  const float* q_local = nullptr;  // [queries, hq, d] query for the range rows
   const __nv_bfloat16* k = nullptr;  // [n, hkv, d] cached keys (before RoPE)
   const __nv_bfloat16* v = nullptr;  // [n, hkv, d]
   const int* rows = nullptr;       // [n_rows] listed rows (long branch)
   int n_rows = 0;
   int64_t range_begin = 0, range_end = 0;  // local rows; keys rotated to their positions when rope.low
+  int queries = 1;                 // consecutive query tokens (a prefill chunk) sharing the rows
+  bool causal = false;             // query t's range ends at range_end - (queries - 1 - t)
   RopeTables rope;
   int hq = 0, hkv = 0, d = 0;      // d is 64 or 128; hq / hkv at most 8
   float scale = 1.0f;
   float* partial = nullptr;        // scratch: gathered_attention_partial_floats(...)
-  float* out = nullptr;            // [hq, d]
-  float* lse = nullptr;            // [hq], natural log; -inf for a head that saw no row (out 0). Optional.
+  float* out = nullptr;            // [queries, hq, d]
+  float* lse = nullptr;            // [queries, hq], natural log; -inf for a head that saw no row (out 0). Optional.
 };
 
 /// How many splits a call uses, and the scratch it needs (floats).
-int gathered_attention_splits(int64_t total_rows, int hkv);
-size_t gathered_attention_partial_floats(int64_t total_rows, int hq, int hkv, int d);
+int gathered_attention_splits(int64_t total_rows, int hkv, int queries = 1);
+size_t gathered_attention_partial_floats(int64_t total_rows, int hq, int hkv, int d, int queries = 1);
 
 /// Two launches: the split pass and the LSE merge of the splits ("merge").
 cudaError_t launch_gathered_attention(const GatheredAttentionParams& p, cudaStream_t stream);

@@ -19,9 +19,10 @@ rm -rf "$OUT"; mkdir -p "$OUT/bin" "$OUT/lib"
 for t in "${TARGETS[@]}"; do
   f="$(find "$BUILD" -type f -name "$t" -perm -u+x | head -1)"
   cp "$f" "$OUT/bin/"
-  # Every shared library except the C library family and the GPU driver (which the GPU machine
-  # provides and which must match its kernel module).
-  ldd "$f" | awk '/=> \//{print $3}' | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*)\.so|/libcuda\.so' |
+  # Every shared library except the C library family, the GPU driver (which the GPU machine
+  # provides and which must match its kernel module) and cuBLAS (~600 MB; scripts/gpu_env.sh
+  # finds the GPU machine's own).
+  ldd "$f" | awk '/=> \//{print $3}' | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*)\.so|/libcuda\.so|/libcublas' |
     while read -r lib; do cp -nL "$lib" "$OUT/lib/"; done
 done
 cp -r "$ROOT/tests/fixtures" "$OUT/fixtures"

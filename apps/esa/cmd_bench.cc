@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "model/generate.h"
@@ -17,6 +18,8 @@
 #include "text/tokenizer.h"
 
 #include <sys/resource.h>
+
+#include "policy_flags.h"
 
 namespace esa::cli {
 namespace {
@@ -110,6 +113,7 @@ struct BenchModelOptions {
   int64_t chunk = 512;
   int threads = 0;
   uint64_t seed = 1234;
+  std::string device = "cpu";
 };
 
 std::vector<int64_t> parse_lengths(const std::string& list, const char* flag) {
@@ -144,7 +148,8 @@ void run_bench_model(const BenchModelOptions& opt) {
   ESA_CHECK(opt.decode >= 0, "--decode must be >= 0, got {}", opt.decode);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const std::vector<int64_t> lengths = parse_lengths(opt.prefill, "--prefill");
-  const LlamaModel model = LlamaModel::load(opt.model);
+  const Device device = parse_device(opt.device);
+  const LlamaModel model = LlamaModel::load(opt.model, device);
   const ModelConfig& c = model.config();
   for (int64_t p : lengths) {
     if (p + opt.decode > c.context) {
@@ -155,8 +160,9 @@ void run_bench_model(const BenchModelOptions& opt) {
   const double proj_params = double(c.n_layers) * double(c.hidden) *
                              double(2 * c.n_heads * c.head_dim + 2 * c.n_kv_heads * c.head_dim + 3 * c.ffn);
   std::mt19937_64 rng(opt.seed);
-  fmt::print("bench model: {} ({} layers, hidden {}), {} threads, chunk {}, full attention, float32\n", opt.model,
-             c.n_layers, c.hidden, omp_get_max_threads(), opt.chunk);
+  fmt::print("bench model: {} ({} layers, hidden {}), {}, chunk {}, full attention, {}\n", opt.model, c.n_layers,
+             c.hidden, device == Device::cpu ? fmt::format("{} threads", omp_get_max_threads()) : device_description(device),
+             opt.chunk, device == Device::cpu ? "float32" : "bf16 weights and cache");
   fmt::print("{:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>12}\n", "prefill", "seconds", "tokens/s", "GFLOP/s",
              "decode t/s", "KV MiB", "peak RSS MiB");
   for (int64_t p : lengths) {
@@ -211,6 +217,7 @@ void register_bench(CLI::App& app) {
   model->add_option("--chunk", mopt->chunk, "Prefill chunk size")->capture_default_str();
   model->add_option("--threads", mopt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
   model->add_option("--seed", mopt->seed, "Seed of the random prompt ids")->capture_default_str();
+  add_device_flag(model, mopt->device);
   model->callback([mopt] { run_bench_model(*mopt); });
 
   register_bench_attention(*bench);

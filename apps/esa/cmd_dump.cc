@@ -5,9 +5,12 @@
 
 #include "calib/qk_dump.h"
 #include "commands.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "model/model_files.h"
 #include "text/tokenizer.h"
+
+#include "policy_flags.h"
 
 namespace esa::cli {
 namespace {
@@ -18,6 +21,7 @@ struct DumpCliOptions {
   std::string score_space = "rotated";
   calib::DumpOptions dump;
   int threads = 0;
+  std::string device = "cpu";
   bool quiet = false;
 };
 
@@ -28,11 +32,13 @@ void run_dump(DumpCliOptions& opt) {
   opt.dump.progress = !opt.quiet;
   const ModelSummary summary = summarize_model(opt.model);
   const auto tok = text::load_tokenizer(opt.model);
-  const LlamaModel model = LlamaModel::load(opt.model);
+  const Device device = parse_device(opt.device);
+  const LlamaModel model = LlamaModel::load(opt.model, device);
   opt.dump.layers = calib::parse_layer_list(opt.layers, model.config().n_layers);
   io::Provenance prov;
   prov.model = opt.model;
   prov.model_sha256 = summary.sha256;
+  prov.device = device_description(device);
   const calib::DumpSummary s = calib::dump_qk(model, *tok, prov, opt.dump);
   fmt::print("{}: {} tokens in {} sequences, {} layers, score space {} (w = {}), {:.1f} MiB, {:.1f} s ({:.0f} tokens/s)\n",
              opt.dump.output, s.tokens, s.sequences, s.layers, opt.score_space, opt.dump.w,
@@ -61,6 +67,7 @@ void register_dump(CLI::App& app) {
   cmd->add_flag("--per-head-q", opt->dump.per_head_q, "Also record every query head (/layer_NN/q [T, heads, d])");
   cmd->add_option("--output,-o", opt->dump.output, "Output qk.h5")->required();
   cmd->add_flag("--force", opt->dump.force, "Overwrite an existing output");
+  add_device_flag(cmd, opt->device);
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
   cmd->add_flag("--quiet,-q", opt->quiet, "No progress on stderr");
   cmd->callback([opt] { run_dump(*opt); });

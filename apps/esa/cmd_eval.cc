@@ -143,8 +143,7 @@ void write_results(const std::string& path, const io::Provenance& prov, const st
 
 void run_eval_command(EvalCliOptions& o) {
   ESA_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
-  ESA_CHECK(parse_device(o.device) == Device::cpu,
-            "--device cuda: the CUDA forward pass is not implemented yet (the GPU issue); use --device cpu");
+  const Device device = parse_device(o.device);
   ESA_CHECK(o.chat == "auto" || o.chat == "on" || o.chat == "off", "bad --chat '{}' (expected auto, on or off)", o.chat);
   ESA_CHECK(!(o.resume && o.force), "--resume and --force contradict each other (continue, or start over?)");
   if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -215,12 +214,13 @@ void run_eval_command(EvalCliOptions& o) {
   for (const auto& c : cases) done.insert(c.key);
   const int64_t resumed = int64_t(cases.size());
 
-  const LlamaModel model = LlamaModel::load(o.model);
+  const LlamaModel model = LlamaModel::load(o.model, device);
   io::Provenance prov;
   prov.format = kFormat;
   prov.model = o.model;
   prov.model_sha256 = summary.sha256;
   prov.seed = o.suite.seed;
+  prov.device = device_description(device);
   const std::string config_str = config_text(config);
   tasks::EvalOptions eo;
   eo.grid = grid;
@@ -294,7 +294,7 @@ void register_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--diag", o->diag, "Record per-layer selection diagnostics per case (oracle recall, attention mass, "
                 "needle coverage); slow");
-  cmd->add_option("--device", o->device, "cpu (cuda: not yet)")->capture_default_str();
+  add_device_flag(cmd, o->device);
   cmd->add_option("--output,-o", o->output, "Output results.h5 (required unless --dry-run)");
   cmd->add_flag("--force", o->force, "Overwrite an existing output");
   cmd->add_flag("--resume", o->resume, "Continue the run that wrote the output: its cases are kept, not redone");

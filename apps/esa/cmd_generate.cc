@@ -10,6 +10,7 @@
 #include "attention/policy.h"
 #include "commands.h"
 #include "policy_flags.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "model/generate.h"
 #include "model/kv_cache.h"
@@ -29,6 +30,7 @@ struct GenerateCliOptions {
   bool diag = false;
   int threads = 0;
   int64_t max_context = 0;
+  std::string device = "cpu";
 };
 
 void run_generate(const GenerateCliOptions& opt) {
@@ -39,7 +41,7 @@ void run_generate(const GenerateCliOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const auto t0 = std::chrono::steady_clock::now();
   const auto tok = text::load_tokenizer(opt.model);
-  const LlamaModel model = LlamaModel::load(opt.model);
+  const LlamaModel model = LlamaModel::load(opt.model, parse_device(opt.device));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   text::check_utf8(opt.prompt, "--prompt");
@@ -107,12 +109,13 @@ void run_generate(const GenerateCliOptions& opt) {
 void register_generate(CLI::App& app) {
   auto opt = std::make_shared<GenerateCliOptions>();
   opt->model = default_model_path();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate text greedily with the CPU engine (full attention)");
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text greedily (any attention policy, CPU or GPU)");
   cmd->add_option("--model,-m", opt->model, "Model: a .gguf file or a Hugging Face folder")->capture_default_str();
   cmd->add_option("--prompt,-p", opt->prompt, "Prompt text")->required();
   cmd->add_option("--max-new,-n", opt->max_new, "Tokens to generate at most")->capture_default_str();
   cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
   add_policy_flags(cmd, opt->policy);
+  add_device_flag(cmd, opt->device);
   cmd->add_flag("--diag", opt->diag,
                 "Record per-layer selection diagnostics (oracle top-k recall, attention mass kept); slow");
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();

@@ -14,6 +14,7 @@
 #include "calib/calibrate.h"
 #include "calib/qk_dump.h"
 #include "commands.h"
+#include "core/device.h"
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/file_io.h"
@@ -25,6 +26,8 @@
 #include "sweep/mpi_farm.h"
 #include "sweep/sweep_file.h"
 #include "text/tokenizer.h"
+
+#include "policy_flags.h"
 
 namespace esa::cli {
 namespace {
@@ -38,6 +41,7 @@ struct SweepCliOptions {
   sweep::Defaults defaults;
   bool dry_run = false, force = false, quiet = false;
   int threads = 0;
+  std::string device = "cpu";
 };
 
 // The loaded model of the last cell (cells of one model run back to back without reloading).
@@ -45,6 +49,7 @@ struct LoadedModel {
   std::string path, sha256;
   std::unique_ptr<text::Tokenizer> tok;
   std::unique_ptr<LlamaModel> model;
+  Device device = Device::cpu;
 };
 
 void load(LoadedModel& m, const std::string& path) {
@@ -52,7 +57,7 @@ void load(LoadedModel& m, const std::string& path) {
   m.model.reset();
   m.sha256 = summarize_model(path).sha256;
   m.tok = text::load_tokenizer(path);
-  m.model = std::make_unique<LlamaModel>(LlamaModel::load(path));
+  m.model = std::make_unique<LlamaModel>(LlamaModel::load(path, m.device));
   m.path = path;
 }
 
@@ -74,6 +79,7 @@ std::string ensure_projection(const sweep::ProjectionRecipe& r, LoadedModel& m, 
     io::Provenance prov;
     prov.model = m.path;
     prov.model_sha256 = m.sha256;
+    prov.device = device_description(m.device);
     calib::dump_qk(*m.model, *m.tok, prov, d);
   }
   calib::CalibrateOptions c;
@@ -195,6 +201,8 @@ void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
   header.axes = axes;
   header.grid_cells = int64_t(all.size());
   header.provenance.model = o.defaults.model;
+  const Device device = parse_device(o.device);
+  header.provenance.device = device_description(device);
   std::vector<sweep::CellRecord> records;
   // Workers receive their cells from rank 0, which knows what is done.
   if (mpi.rank() == 0 && std::filesystem::exists(o.output) && !o.force) {
@@ -219,6 +227,7 @@ void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
   const bool cell_progress = !o.quiet && !mpi.distributed();
   Progress progress("sweep", int64_t(todo.size()), "cells", !o.quiet && coordinator);
   LoadedModel model;
+  model.device = device;
   int64_t ran = 0;
   auto record = [&](sweep::CellRecord&& r, int worker) {
     if (header.provenance.model_sha256.empty()) header.provenance.model_sha256 = r.model_sha256;
@@ -292,6 +301,7 @@ void register_sweep(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--dry-run", o->dry_run, "List the cells (of the shard) and run nothing");
   cmd->add_flag("--force", o->force, "Start over: ignore the finished cells of an existing output");
+  add_device_flag(cmd, o->device);
   cmd->add_option("--threads", o->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
   cmd->add_flag("--quiet,-q", o->quiet, "No progress on stderr");
   cmd->callback([o] { run_sweep(*o); });

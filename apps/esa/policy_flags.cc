@@ -2,6 +2,13 @@
 
 namespace esa::cli {
 
+void add_device_flag(CLI::App* cmd, std::string& device) {
+  cmd->add_option("--device", device,
+                  "cpu, or cuda: the forward pass on the GPU (bf16 weights and KV cache; a selective policy selects on "
+                  "the host)")
+      ->capture_default_str();
+}
+
 void add_policy_flags(CLI::App* cmd, PolicyFlags& f) {
   cmd->add_option("--policy", f.policy, "Attention policy: full, streaming, infllm, quest, esa, oracle")
       ->capture_default_str();

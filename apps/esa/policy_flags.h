@@ -20,6 +20,9 @@ struct PolicyFlags {
   std::string projection;
 };
 
+/// Adds --device (cpu or cuda: where the model runs) to a command that runs the model.
+void add_device_flag(CLI::App* cmd, std::string& device);
+
 /// Adds --policy, --init, --local, --select, --chunk, --eps, --heads, --score-space, --w, --proj.
 void add_policy_flags(CLI::App* cmd, PolicyFlags& flags);
 /// Parses and validates the flags (esa::Error on bad values).

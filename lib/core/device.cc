@@ -19,6 +19,12 @@ Device parse_device(const std::string& name) {
   ESA_FAIL("unknown device '{}' (expected cpu or cuda)", name);
 }
 
+std::string device_description(Device d) {
+  if (d == Device::cpu) return "cpu";
+  const std::vector<CudaDeviceInfo> devices = cuda_devices();
+  return devices.empty() ? std::string("cuda") : "cuda: " + devices.front().name;
+}
+
 bool built_with_cuda() {
 #ifdef ESA_WITH_CUDA
   return true;

@@ -20,6 +20,9 @@ struct CudaDeviceInfo {
   int multiprocessors = 0;
 };
 
+/// "cpu", or "cuda: <name of the current GPU>" (what result files record).
+std::string device_description(Device d);
+
 /// True when this binary contains the CUDA kernels (ESA_WITH_CUDA).
 bool built_with_cuda();
 /// The CUDA devices usable now; empty without CUDA, without a driver or without a card.

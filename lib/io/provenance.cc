@@ -17,6 +17,7 @@ void write_provenance(H5File& file, const Provenance& p) {
   file.set_attr("/", "model", p.model);
   file.set_attr("/", "model_sha256", p.model_sha256);
   file.set_attr("/", "seed", int64_t(p.seed));
+  file.set_attr("/", "device", p.device);
 }
 
 void check_format(const H5File& file, const std::string& format, int64_t max_version) {

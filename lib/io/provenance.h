@@ -15,10 +15,11 @@ struct Provenance {
   std::string model;         // path as given
   std::string model_sha256;
   uint64_t seed = 0;
+  std::string device = "cpu";  // where the model ran: device_description() (core/device.h)
 };
 
 /// Writes format, format_version, esa_version, git_revision, command_line, created (UTC),
-/// model, model_sha256 and seed as attributes of "/".
+/// model, model_sha256, seed and device as attributes of "/".
 void write_provenance(H5File& file, const Provenance& p);
 
 /// Checks that `file` is an esa file of `format` with a version this build reads; throws

@@ -7,8 +7,8 @@
 
 namespace esa {
 
-KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim)
-    : kv_heads_(n_kv_heads), head_dim_(head_dim), width_(n_kv_heads * head_dim),
+KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, KvContents contents)
+    : kv_heads_(n_kv_heads), head_dim_(head_dim), width_(n_kv_heads * head_dim), contents_(contents),
       keys_(size_t(n_layers)), keys_rotated_(size_t(n_layers)), values_(size_t(n_layers)),
       lengths_(size_t(n_layers), 0) {
   ESA_CHECK(n_layers > 0 && n_kv_heads > 0 && head_dim > 0, "KvCache: bad geometry {} layers, {} KV heads, head dim {}",
@@ -22,16 +22,17 @@ void KvCache::append(int64_t layer, const float* keys, const float* keys_rotated
   auto& R = keys_rotated_[size_t(layer)];
   auto& V = values_[size_t(layer)];
   const size_t add = size_t(tokens * width_);
+  const bool all = contents_ == KvContents::all;
   if (K.size() + add > K.capacity()) {
     // Grow geometrically so that token-by-token decoding appends in amortised O(1).
     const size_t cap = std::max(K.size() + add, K.capacity() * 3 / 2);
     K.reserve(cap);
-    R.reserve(cap);
-    V.reserve(cap);
+    if (all) R.reserve(cap);
+    if (all) V.reserve(cap);
   }
   K.insert(K.end(), keys, keys + add);
-  R.insert(R.end(), keys_rotated, keys_rotated + add);
-  V.insert(V.end(), values, values + add);
+  if (all) R.insert(R.end(), keys_rotated, keys_rotated + add);
+  if (all) V.insert(V.end(), values, values + add);
   lengths_[size_t(layer)] += tokens;
 }
 
@@ -40,11 +41,13 @@ TensorView KvCache::keys(int64_t layer) const {
 }
 
 TensorView KvCache::keys_rotated(int64_t layer) const {
+  ESA_CHECK(contents_ == KvContents::all, "KvCache: the rotated keys of a GPU model's cache live on the device");
   return {keys_rotated_.at(size_t(layer)).data(), {lengths_[size_t(layer)], kv_heads_, head_dim_}, DType::f32,
           Device::cpu};
 }
 
 TensorView KvCache::values(int64_t layer) const {
+  ESA_CHECK(contents_ == KvContents::all, "KvCache: the values of a GPU model's cache live on the device");
   return {values_.at(size_t(layer)).data(), {lengths_[size_t(layer)], kv_heads_, head_dim_}, DType::f32, Device::cpu};
 }
 
@@ -53,8 +56,10 @@ void KvCache::truncate(int64_t n) {
     if (lengths_[l] > n) {
       lengths_[l] = n;
       keys_[l].resize(size_t(n * width_));
-      keys_rotated_[l].resize(size_t(n * width_));
-      values_[l].resize(size_t(n * width_));
+      if (contents_ == KvContents::all) {
+        keys_rotated_[l].resize(size_t(n * width_));
+        values_[l].resize(size_t(n * width_));
+      }
     }
   }
 }
@@ -67,16 +72,19 @@ void KvCache::check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
 
 void KvCache::reserve(int64_t tokens) {
   const int64_t have = lengths_.empty() ? 0 : int64_t(keys_[0].capacity()) / std::max<int64_t>(width_, 1);
+  // The keys-only cache holds a third of what check_fits counts: a safe over-estimate.
   if (tokens > have) check_fits(n_layers(), kv_heads_, head_dim_, tokens - have);
+  reserved_tokens_ = std::max(reserved_tokens_, tokens);
+  const bool all = contents_ == KvContents::all;
   for (size_t l = 0; l < lengths_.size(); ++l) {
     keys_[l].reserve(size_t(tokens * width_));
-    keys_rotated_[l].reserve(size_t(tokens * width_));
-    values_[l].reserve(size_t(tokens * width_));
+    if (all) keys_rotated_[l].reserve(size_t(tokens * width_));
+    if (all) values_[l].reserve(size_t(tokens * width_));
   }
 }
 
 size_t KvCache::bytes_allocated() const {
-  size_t b = 0;
+  size_t b = device_storage_ ? device_storage_->bytes_allocated() : 0;
   for (size_t l = 0; l < lengths_.size(); ++l) {
     b += (keys_[l].capacity() + keys_rotated_[l].capacity() + values_[l].capacity()) * sizeof(float);
   }

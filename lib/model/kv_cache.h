@@ -7,26 +7,41 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
 
 namespace esa {
 
+/// Where a model on a GPU keeps the cache itself (model/llama_cuda.cc); the host object keeps
+/// the lengths and, for the selective policies, the keys before RoPE.
+class DeviceKvStorage {
+ public:
+  virtual ~DeviceKvStorage() = default;
+  virtual size_t bytes_allocated() const = 0;
+};
+
+/// What the host cache holds: everything (a model on the CPU), or only the keys before RoPE (a
+/// model on a GPU: its attention reads the device copy; the policies score the host keys).
+enum class KvContents { all, keys_only };
+
 class KvCache {
  public:
-  KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim);
+  KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, KvContents contents = KvContents::all);
 
   /// Appends T tokens' keys (before RoPE), the same keys rotated to their true positions, and
-  /// values ([T, kv_heads*head_dim] each) to one layer.
+  /// values ([T, kv_heads*head_dim] each) to one layer. With KvContents::keys_only the last two
+  /// are ignored (may be null).
   void append(int64_t layer, const float* keys, const float* keys_rotated, const float* values, int64_t tokens);
   /// Tokens cached in a layer (all layers agree between forward calls).
   int64_t length(int64_t layer) const { return lengths_.at(size_t(layer)); }
   /// Tokens cached in layer 0: the position of the next token.
   int64_t size() const { return lengths_.empty() ? 0 : lengths_[0]; }
   TensorView keys(int64_t layer) const;    // [length, kv_heads, head_dim], before RoPE
-  TensorView keys_rotated(int64_t layer) const;  // [length, kv_heads, head_dim], at true positions
-  TensorView values(int64_t layer) const;  // [length, kv_heads, head_dim]
+  TensorView keys_rotated(int64_t layer) const;  // [length, kv_heads, head_dim], at true positions; KvContents::all
+  TensorView values(int64_t layer) const;  // [length, kv_heads, head_dim]; KvContents::all
+  KvContents contents() const { return contents_; }
   /// Keeps the first n tokens of every layer.
   void truncate(int64_t n);
   /// Reserves room for `tokens` per layer (avoids regrowth during a long prefill); refuses
@@ -34,15 +49,23 @@ class KvCache {
   void reserve(int64_t tokens);
   /// Throws the --max-memory error (core/memory_limit.h) unless a cache of `tokens` more tokens fits.
   static void check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t tokens);
-  /// Bytes held (allocated capacity) and bytes in use.
+  /// The largest reserve() asked for (a device cache allocates that much up front).
+  int64_t reserved_tokens() const { return reserved_tokens_; }
+  /// The device side of a GPU model's cache; null for a CPU model's.
+  DeviceKvStorage* device_storage() const { return device_storage_.get(); }
+  void set_device_storage(std::shared_ptr<DeviceKvStorage> storage) { device_storage_ = std::move(storage); }
+  /// Bytes held (allocated capacity, the device's included) and bytes in use on the host.
   size_t bytes_allocated() const;
   size_t bytes_used() const;
   int64_t n_layers() const { return int64_t(lengths_.size()); }
 
  private:
   int64_t kv_heads_, head_dim_, width_;
+  KvContents contents_;
   std::vector<std::vector<float>> keys_, keys_rotated_, values_;
   std::vector<int64_t> lengths_;
+  int64_t reserved_tokens_ = 0;
+  std::shared_ptr<DeviceKvStorage> device_storage_;
 };
 
 }  // namespace esa

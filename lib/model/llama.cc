@@ -10,6 +10,9 @@
 #include "core/interrupt.h"
 #include "io/gguf.h"
 #include "model/model_files.h"
+#ifdef ESA_WITH_CUDA
+#include "model/llama_cuda.h"
+#endif
 #include "ops/attention.h"
 #include "ops/linear.h"
 #include "ops/rms_norm.h"
@@ -39,10 +42,28 @@ ModelConfig load_config(const std::string& path) {
 
 }  // namespace
 
-LlamaModel LlamaModel::load(const std::string& path) {
+LlamaModel LlamaModel::load(const std::string& path, Device device) {
   ModelConfig config = load_config(path);
   ModelWeights weights = load_weights(path, config);
-  return LlamaModel(std::move(config), std::move(weights));
+  LlamaModel model(std::move(config), std::move(weights));
+  model.use_device(device);
+  return model;
+}
+
+void LlamaModel::use_device(Device device) {
+  if (device == device_) return;
+  if (device == Device::cpu) {
+    cuda_.reset();
+  } else {
+#ifdef ESA_WITH_CUDA
+    std::string why;
+    ESA_CHECK(!cuda_devices(&why).empty(), "--device cuda: no usable GPU ({})", why);
+    cuda_ = std::make_shared<const CudaForward>(config_, weights_, rope_);
+#else
+    ESA_FAIL("--device cuda: this esa was built without CUDA");
+#endif
+  }
+  device_ = device;
 }
 
 LlamaModel::LlamaModel(ModelConfig config, ModelWeights weights)
@@ -63,7 +84,14 @@ std::shared_ptr<const ops::RopeAngles> LlamaModel::angles_for(int64_t positions)
   return current;
 }
 
-KvCache LlamaModel::make_cache() const { return KvCache(config_.n_layers, config_.n_kv_heads, config_.head_dim); }
+KvCache LlamaModel::make_cache() const {
+  if (device_ == Device::cpu) return KvCache(config_.n_layers, config_.n_kv_heads, config_.head_dim);
+  KvCache cache(config_.n_layers, config_.n_kv_heads, config_.head_dim, KvContents::keys_only);
+#ifdef ESA_WITH_CUDA
+  cache.set_device_storage(cuda_->make_storage());
+#endif
+  return cache;
+}
 
 Tensor LlamaModel::forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options) const {
   ESA_CHECK(!ids.empty(), "forward: no tokens");
@@ -95,6 +123,16 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, KvCache& cache, const F
 
 void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
                                int64_t logit_rows, Tensor& logits) const {
+#ifdef ESA_WITH_CUDA
+  if (cuda_) {
+    // Only a policy reads the host angles (the GPU kernels compute theirs).
+    std::shared_ptr<const ops::RopeAngles> angles;
+    if (options.policy != nullptr) angles = angles_for(cache.size() + int64_t(ids.size()));
+    cuda_->forward_chunk(ids, cache, options, angles.get(), logit_rows, logits);
+    return;
+  }
+#endif
+  ESA_CHECK(cache.contents() == KvContents::all, "forward: a model on the CPU needs a cache made by its make_cache()");
   const ModelConfig& c = config_;
   const int64_t T = int64_t(ids.size());
   const int64_t H = c.hidden, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;

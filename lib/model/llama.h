@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/device.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -22,6 +23,7 @@
 
 namespace esa {
 namespace attention { class Policy; }
+class CudaForward;
 
 /// Observes a named intermediate of the forward pass; `layer` is -1 outside the layers.
 /// Names, with shapes for a chunk of T tokens:
@@ -44,12 +46,18 @@ struct ForwardOptions {
 
 class LlamaModel {
  public:
-  /// Reads the config and weights of a .gguf file or a Hugging Face folder (validated).
-  static LlamaModel load(const std::string& path);
+  /// Reads the config and weights of a .gguf file or a Hugging Face folder (validated), and
+  /// moves the model to `device`.
+  static LlamaModel load(const std::string& path, Device device = Device::cpu);
   LlamaModel(ModelConfig config, ModelWeights weights);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
+  /// Runs the forward pass on `device` from now on: for cuda, uploads the weights as bf16 to the
+  /// current GPU (model/llama_cuda.h). Caches made before do not carry over.
+  void use_device(Device device);
+  Device device() const { return device_; }
+  /// An empty cache for this model on its device.
   KvCache make_cache() const;
 
   /// Runs `ids` at positions cache.size() ... through the model, appending their keys and
@@ -68,6 +76,8 @@ class LlamaModel {
 
   ModelConfig config_;
   ModelWeights weights_;
+  Device device_ = Device::cpu;
+  std::shared_ptr<const CudaForward> cuda_;
   ops::RopeTable rope_;
   struct AngleCache {
     std::mutex mutex;

@@ -9,12 +9,14 @@
 #include <limits>
 #include <random>
 
+#include "attention/policy.h"
 #include "attention/selection.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "esa_select.cuh"
 #include "gathered_attention.cuh"
+#include "model/llama.h"
 #include "ops/attention.h"
 #include "ops/dequantize.h"
 #include "ops/rope.h"
@@ -318,6 +320,257 @@ TEST_F(CudaTest, GatheredAttentionMatchesCpu) {
     EXPECT_LT(worst, 2e-4) << what;
     EXPECT_LT(worst_lse, 1e-5) << what;
   }
+}
+
+// A chunk of consecutive queries (prefill): each attends to the listed rows and, causally, to the
+// range up to its own position.
+TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
+  std::mt19937_64 rng(test::test_seed(29));
+  std::normal_distribution<float> normal;
+  for (const auto& [hq, hkv, d] : {std::tuple{9, 3, 64}, std::tuple{32, 8, 128}}) {
+    for (const auto& [T, n_rows, lb, le] : {std::tuple<int, int, int64_t, int64_t>{1, 0, 0, 1}, {5, 7, 50, 90},
+                                            {33, 0, 0, 33}, {64, 100, 1000, 1600}, {200, 31, 300, 500}}) {
+      const int64_t n = le, width = int64_t(hkv) * d;
+      std::vector<uint16_t> k_bits(size_t(n * width)), v_bits(k_bits.size());
+      for (auto& b : k_bits) b = to_bf16(normal(rng));
+      for (auto& b : v_bits) b = to_bf16(normal(rng));
+      std::vector<int> rows(static_cast<size_t>(n_rows));
+      std::uniform_int_distribution<int> pick(0, int(std::max<int64_t>(lb, 1)) - 1);
+      for (int& r : rows) r = pick(rng);
+      std::vector<float> q_long(size_t(T) * hq * d), q_local(q_long.size());
+      for (float& x : q_long) x = normal(rng);
+      for (float& x : q_local) x = normal(rng);
+      RopeConfig rope_cfg;
+      rope_cfg.dim = d;
+      const ops::RopeTable table = ops::make_rope_table(rope_cfg);
+      const ops::RopeSplitTables split = ops::make_rope_split_tables(table, n);
+      const float scale = 1.0f / std::sqrt(float(d));
+
+      // CPU: the long branch (no mask) and the local branch (causal by position), merged.
+      std::vector<float> k_all(k_bits.size()), v_all(v_bits.size());
+      for (size_t i = 0; i < k_bits.size(); ++i) k_all[i] = bf16_to_float(k_bits[i]), v_all[i] = bf16_to_float(v_bits[i]);
+      std::vector<float> k1, v1;
+      for (int r : rows) {
+        k1.insert(k1.end(), k_all.begin() + r * width, k_all.begin() + (r + 1) * width);
+        v1.insert(v1.end(), v_all.begin() + r * width, v_all.begin() + (r + 1) * width);
+      }
+      std::vector<float> k2(k_all.begin() + lb * width, k_all.end()), v2(v_all.begin() + lb * width, v_all.end());
+      std::vector<int64_t> k2_pos, q_pos, zeros_q(size_t(T), 0), zeros_k(rows.size(), 0);
+      for (int64_t r = lb; r < le; ++r) k2_pos.push_back(r);
+      for (int t = 0; t < T; ++t) q_pos.push_back(le - T + t);
+      ops::rope_cpu(k2.data(), k2_pos.data(), int64_t(k2_pos.size()), hkv, d, table);
+      std::vector<float> o1(q_long.size()), o2(q_long.size()), l1(size_t(T) * hq), l2(l1.size());
+      ops::attention_cpu(q_long.data(), k1.data(), v1.data(), zeros_q.data(), zeros_k.data(), T, int64_t(rows.size()),
+                         hq, hkv, d, {scale, false}, o1.data(), l1.data());
+      ops::attention_cpu(q_local.data(), k2.data(), v2.data(), q_pos.data(), k2_pos.data(), T, int64_t(k2_pos.size()),
+                         hq, hkv, d, {scale, true}, o2.data(), l2.data());
+
+      const DeviceArray<float> d_q_long(q_long), d_q_local(q_local), d_freq(split.inv_freq), d_low(split.low),
+          d_high(split.high);
+      const DeviceArray<uint16_t> d_k(k_bits), d_v(v_bits);
+      const DeviceArray<int> d_rows(rows.empty() ? std::vector<int>{0} : rows);
+      const int64_t total = n_rows + (le - lb);
+      DeviceArray<float> d_partial(cuda::gathered_attention_partial_floats(total, hq, hkv, d, T));
+      DeviceArray<float> d_out(q_long.size()), d_lse(l1.size());
+      cuda::GatheredAttentionParams p;
+      p.q_long = d_q_long.ptr;
+      p.q_local = d_q_local.ptr;
+      p.k = reinterpret_cast<const __nv_bfloat16*>(d_k.ptr);
+      p.v = reinterpret_cast<const __nv_bfloat16*>(d_v.ptr);
+      p.rows = d_rows.ptr;
+      p.n_rows = n_rows;
+      p.range_begin = lb;
+      p.range_end = le;
+      p.queries = T;
+      p.causal = true;
+      p.rope = {d_freq.ptr, reinterpret_cast<const float2*>(d_low.ptr), reinterpret_cast<const float2*>(d_high.ptr),
+                int(split.half), split.adjacent_pairs};
+      p.hq = hq;
+      p.hkv = hkv;
+      p.d = d;
+      p.scale = scale;
+      p.partial = d_partial.ptr;
+      p.out = d_out.ptr;
+      p.lse = d_lse.ptr;
+      ASSERT_EQ(cuda::launch_gathered_attention(p, nullptr), cudaSuccess);
+      const std::vector<float> out = d_out.download(), lse = d_lse.download();
+      const std::string what = fmt::format("hq {} hkv {} d {} T {} rows {} range [{}, {})", hq, hkv, d, T, n_rows, lb, le);
+      double worst = 0.0, worst_lse = 0.0;
+      for (size_t r = 0; r < l1.size(); ++r) {
+        const double a = l1[r], b = l2[r], top = std::max(a, b);
+        const double wa = std::isinf(a) ? 0.0 : std::exp(a - top), wb = std::exp(b - top);
+        worst_lse = std::max(worst_lse, std::fabs(lse[r] - (top + std::log(wa + wb))) / (1.0 + std::fabs(top)));
+        for (int i = 0; i < d; ++i) {
+          const size_t at = r * size_t(d) + size_t(i);
+          const double ref = (wa * o1[at] + wb * o2[at]) / (wa + wb);
+          worst = std::max(worst, std::fabs(out[at] - ref) / (1.0 + std::fabs(ref)));
+        }
+      }
+      EXPECT_LT(worst, 2e-4) << what;
+      EXPECT_LT(worst_lse, 1e-5) << what;
+    }
+  }
+}
+
+// ---- the model forward on the GPU (model/llama_cuda.h) against LlamaModel on the CPU ----------
+
+struct TinyShape {
+  int64_t heads, kv_heads, head_dim, rope_dim;
+  RopeStyle style;
+  bool bias, tied;
+};
+
+// A random Llama-family model whose weights are bf16 values (the GPU keeps bf16), so that GPU
+// and CPU differ only by the GPU's bf16 activations and cache.
+LlamaModel random_model(const TinyShape& s, std::mt19937_64& rng) {
+  ModelConfig c;
+  c.name = "random";
+  c.n_layers = 2;
+  c.hidden = 128;
+  c.n_heads = s.heads;
+  c.n_kv_heads = s.kv_heads;
+  c.head_dim = s.head_dim;
+  c.ffn = 192;
+  c.vocab = 256;
+  c.context = 4096;
+  c.tied_embeddings = s.tied;
+  c.qkv_bias = s.bias;
+  c.rope.dim = s.rope_dim;
+  c.rope.style = s.style;
+  std::normal_distribution<float> normal;
+  auto tensor = [&](std::vector<int64_t> shape, float sd, float mean = 0.0f) {
+    Tensor t(std::move(shape));
+    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = bf16_to_float(to_bf16(mean + sd * normal(rng)));
+    return t;
+  };
+  const float sd = 1.0f / std::sqrt(float(c.hidden));
+  ModelWeights w;
+  w.token_embd = tensor({c.vocab, c.hidden}, 1.0f);
+  w.output_norm = tensor({c.hidden}, 0.1f, 1.0f);
+  if (!s.tied) w.lm_head = tensor({c.vocab, c.hidden}, sd);
+  const int64_t qw = c.n_heads * c.head_dim, kw = c.n_kv_heads * c.head_dim;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights L;
+    L.attn_norm = tensor({c.hidden}, 0.1f, 1.0f);
+    L.ffn_norm = tensor({c.hidden}, 0.1f, 1.0f);
+    L.wq = tensor({qw, c.hidden}, 2 * sd);
+    L.wk = tensor({kw, c.hidden}, 2 * sd);
+    L.wv = tensor({kw, c.hidden}, sd);
+    L.wo = tensor({c.hidden, qw}, 1.0f / std::sqrt(float(qw)));
+    if (s.bias) {
+      L.bq = tensor({qw}, 0.2f);
+      L.bk = tensor({kw}, 0.2f);
+      L.bv = tensor({kw}, 0.2f);
+    }
+    L.w_gate = tensor({c.ffn, c.hidden}, sd);
+    L.w_up = tensor({c.ffn, c.hidden}, sd);
+    L.w_down = tensor({c.hidden, c.ffn}, 1.0f / std::sqrt(float(c.ffn)));
+    w.layers.push_back(std::move(L));
+  }
+  return LlamaModel(c, std::move(w));
+}
+
+double relative_error(const Tensor& got, const Tensor& want) {
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    num += std::pow(double(got.data()[i]) - want.data()[i], 2);
+    den += std::pow(double(want.data()[i]), 2);
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+TEST_F(CudaTest, ForwardMatchesCpu) {
+  std::mt19937_64 rng(test::test_seed(31));
+  for (const TinyShape& shape : {TinyShape{4, 2, 64, 64, RopeStyle::rotate_half, false, true},
+                                 TinyShape{6, 2, 128, 64, RopeStyle::adjacent_pairs, true, false},
+                                 TinyShape{8, 1, 64, 32, RopeStyle::rotate_half, false, false}}) {
+    LlamaModel cpu = random_model(shape, rng);
+    LlamaModel gpu(cpu.config(), cpu.weights());
+    gpu.use_device(Device::cuda);
+    std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
+    std::vector<int32_t> prompt(133);  // chunks of 64, 64 and 5 (GEMM path, then the split-K kernel)
+    for (int32_t& id : prompt) id = token(rng);
+    for (const char* policy_name : {"full", "esa", "streaming"}) {
+      attention::PolicyOptions po;
+      po.kind = attention::parse_policy(policy_name);
+      po.budget = {4, 16, 24, 64};
+      std::unique_ptr<attention::Policy> cpu_policy, gpu_policy;
+      if (po.kind != attention::PolicyKind::full) {
+        cpu_policy = attention::make_policy(po, cpu.config());
+        gpu_policy = attention::make_policy(po, gpu.config());
+      }
+      ForwardOptions fc, fg;
+      fc.chunk = fg.chunk = 64;
+      fc.all_logits = fg.all_logits = true;
+      fc.policy = cpu_policy.get();
+      fg.policy = gpu_policy.get();
+      KvCache cache_c = cpu.make_cache(), cache_g = gpu.make_cache();
+      const std::string what = fmt::format("heads {}/{} d {} rope {} {} bias {} tied {} policy {}", shape.heads,
+                                           shape.kv_heads, shape.head_dim, shape.rope_dim,
+                                           shape.style == RopeStyle::rotate_half ? "rotate_half" : "adjacent",
+                                           shape.bias, shape.tied, policy_name);
+      const Tensor want = cpu.forward(prompt, cache_c, fc), got = gpu.forward(prompt, cache_g, fg);
+      ASSERT_EQ(got.shape(), want.shape()) << what;
+      EXPECT_LT(relative_error(got, want), 2e-2) << what << " (prefill)";
+      EXPECT_EQ(cache_g.size(), cache_c.size()) << what;
+      for (int step = 0; step < 4; ++step) {  // decode, one token at a time
+        const int32_t next = token(rng);
+        const Tensor w1 = cpu.forward(std::span(&next, 1), cache_c, fc), g1 = gpu.forward(std::span(&next, 1), cache_g, fg);
+        EXPECT_LT(relative_error(g1, w1), 2e-2) << what << " (decode step " << step << ")";
+      }
+    }
+  }
+}
+
+// The embedded model (SmolLM2-135M, Q4_1 dequantised; bf16 on the GPU): last-token logits of
+// random prompts with full and esa attention, GPU against CPU.
+TEST_F(CudaTest, EmbeddedModelMatchesCpu) {
+  ESA_REQUIRE_MODEL_OR_SKIP();
+  const LlamaModel cpu = LlamaModel::load(test::default_model_path());
+  LlamaModel gpu(cpu.config(), cpu.weights());
+  gpu.use_device(Device::cuda);
+  std::mt19937_64 rng(test::test_seed(41));
+  std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
+  for (int64_t length : {700, 1500}) {
+    std::vector<int32_t> prompt(static_cast<size_t>(length));
+    for (int32_t& id : prompt) id = token(rng);
+    for (const char* policy_name : {"full", "esa"}) {
+      attention::PolicyOptions po;
+      po.kind = attention::parse_policy(policy_name);
+      po.budget = {16, 256, 128, 256};
+      std::unique_ptr<attention::Policy> pc, pg;
+      if (po.kind != attention::PolicyKind::full) {
+        pc = attention::make_policy(po, cpu.config());
+        pg = attention::make_policy(po, gpu.config());
+      }
+      ForwardOptions fc, fg;
+      fc.chunk = fg.chunk = 256;
+      fc.policy = pc.get();
+      fg.policy = pg.get();
+      KvCache cc = cpu.make_cache(), cg = gpu.make_cache();
+      const Tensor want = cpu.forward(prompt, cc, fc), got = gpu.forward(prompt, cg, fg);
+      const std::string what = fmt::format("{} tokens, {}", length, policy_name);
+      const double err = relative_error(got, want);
+      std::printf("embedded model, %s: relative error of the logits %.3g\n", what.c_str(), err);
+      EXPECT_LT(err, 5e-2) << what;
+      // The top token agrees unless the CPU's top two are within bf16 noise.
+      std::vector<float> sorted(want.data(), want.data() + want.numel());
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+      const auto top = [](const Tensor& t) { return std::max_element(t.data(), t.data() + t.numel()) - t.data(); };
+      if (sorted[0] - sorted[1] > 0.5f) EXPECT_EQ(top(got), top(want)) << what;
+    }
+  }
+}
+
+TEST_F(CudaTest, ForwardRefusesAForeignCache) {
+  std::mt19937_64 rng(test::test_seed(37));
+  LlamaModel gpu = random_model({4, 2, 64, 64, RopeStyle::rotate_half, false, true}, rng);
+  KvCache cpu_cache = gpu.make_cache();
+  gpu.use_device(Device::cuda);
+  const std::vector<int32_t> ids{1, 2, 3};
+  EXPECT_THROW(gpu.forward(ids, cpu_cache), Error);
+  KvCache gpu_cache = gpu.make_cache();
+  EXPECT_NO_THROW(gpu.forward(ids, gpu_cache));
 }
 
 }  // namespace

@@ -231,6 +231,43 @@ TEST(Llama, KeysAreCachedBeforeRope) {
   EXPECT_NE(k_seen, k_rope_seen);  // position > 0 rotates
 }
 
+// The host half of a GPU model's cache: keys before RoPE only; what lives on the device is refused.
+TEST(KvCache, KeysOnlyHoldsTheKeysAndRefusesTheRest) {
+  KvCache cache(2, 2, 4, KvContents::keys_only);
+  std::vector<float> k(3 * 8);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = float(i);
+  cache.append(0, k.data(), nullptr, nullptr, 3);
+  cache.append(1, k.data(), nullptr, nullptr, 3);
+  EXPECT_EQ(cache.size(), 3);
+  const TensorView keys = cache.keys(1);
+  EXPECT_EQ(std::vector<float>(keys.data, keys.data + keys.numel()), k);
+  EXPECT_THROW(cache.values(0), Error);
+  EXPECT_THROW(cache.keys_rotated(0), Error);
+  cache.truncate(2);
+  EXPECT_EQ(cache.size(), 2);
+  EXPECT_EQ(cache.keys(0).numel(), 2 * 8);
+  EXPECT_EQ(cache.bytes_used(), 2 * 2 * 8 * sizeof(float));
+  // A CPU model refuses it (its forward needs the values).
+  const LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
+  KvCache foreign(model.config().n_layers, model.config().n_kv_heads, model.config().head_dim, KvContents::keys_only);
+  const std::vector<int32_t> ids = {3, 1, 4};
+  EXPECT_THROW(model.forward(ids, foreign), Error);
+}
+
+// Without a GPU (CI), --device cuda is one clear error, not a crash. The GPU side is
+// tests/unit/test_cuda.cc.
+TEST(Llama, CudaWithoutAGpuIsAClearError) {
+  if (!cuda_devices().empty()) GTEST_SKIP() << "a GPU is present (test_cuda covers it)";
+  LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
+  try {
+    model.use_device(Device::cuda);
+    ADD_FAILURE() << "use_device(cuda) succeeded without a GPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--device cuda"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(model.device(), Device::cpu);
+}
+
 TEST(Generate, StopsAtAStopToken) {
   const LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
   const std::vector<int32_t> prompt = {11, 12, 13};

@@ -1,0 +1,518 @@
+#include "model/llama_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "attention/policy.h"
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "chunk_attention.cuh"
+#include "gathered_attention.cuh"
+#include "model/llama.h"
+#include "model_ops.cuh"
+
+#define ESA_CUBLAS_CHECK(expr)                                                                      \
+  do {                                                                                              \
+    const cublasStatus_t esa_status_ = (expr);                                                      \
+    ESA_CHECK(esa_status_ == CUBLAS_STATUS_SUCCESS, "cuBLAS error in {}: {}", #expr,               \
+              cublasGetStatusString(esa_status_));                                                  \
+  } while (0)
+
+namespace esa {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// Chunks of at least this many queries attend by GEMMs (K/V read once per chunk); fewer (decode)
+// by the split-K kernel.
+constexpr int64_t kChunkGemmQueries = 8;
+
+// Device memory that names what it is for when it does not fit.
+template <typename T>
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(size_t n, const char* what) { resize(n, what); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept : ptr_(o.ptr_), n_(o.n_) { o.ptr_ = nullptr, o.n_ = 0; }
+  Buffer& operator=(Buffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~Buffer() { cudaFree(ptr_); }
+  /// Reallocates (contents lost) when n exceeds the size.
+  void resize(size_t n, const char* what) {
+    if (n <= n_ && ptr_ != nullptr) return;
+    cudaFree(ptr_);
+    ptr_ = nullptr;
+    n_ = 0;
+    const cudaError_t status = cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T));
+    if (status != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky-free allocation error
+      size_t free_bytes = 0, total = 0;
+      cudaMemGetInfo(&free_bytes, &total);
+      ESA_FAIL("out of GPU memory: {} needs {:.1f} MiB, {:.1f} MiB free of {:.1f} MiB", what,
+               double(n * sizeof(T)) / (1 << 20), double(free_bytes) / (1 << 20), double(total) / (1 << 20));
+    }
+    n_ = n;
+  }
+  T* get() const { return ptr_; }
+  size_t size() const { return n_; }
+  size_t bytes() const { return n_ * sizeof(T); }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t n_ = 0;
+};
+
+// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand.
+class CudaKvStorage final : public DeviceKvStorage {
+ public:
+  CudaKvStorage(int64_t layers, int64_t width) : width_(width), k_(size_t(layers)), v_(size_t(layers)) {}
+  size_t bytes_allocated() const override { return 2 * size_t(layers()) * size_t(capacity_ * width_) * sizeof(bf16); }
+  int64_t layers() const { return int64_t(k_.size()); }
+  int64_t capacity() const { return capacity_; }
+  bf16* k(int64_t layer) const { return k_[size_t(layer)].get(); }
+  bf16* v(int64_t layer) const { return v_[size_t(layer)].get(); }
+  /// Room for `tokens` rows, keeping the first `keep` rows of every layer.
+  void ensure(int64_t tokens, int64_t keep, cudaStream_t stream) {
+    if (tokens <= capacity_) return;
+    const int64_t cap = std::max(tokens, capacity_ * 3 / 2);
+    const std::string what = fmt::format("the KV cache ({} tokens)", cap);
+    for (int64_t l = 0; l < layers(); ++l) {
+      for (auto* table : {&k_, &v_}) {
+        Buffer<bf16> grown(size_t(cap * width_), what.c_str());
+        if (keep > 0) {
+          ESA_CUDA_CHECK(cudaMemcpyAsync(grown.get(), (*table)[size_t(l)].get(), size_t(keep * width_) * sizeof(bf16),
+                                         cudaMemcpyDeviceToDevice, stream));
+        }
+        ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+        (*table)[size_t(l)] = std::move(grown);
+      }
+    }
+    capacity_ = cap;
+  }
+
+ private:
+  int64_t width_;
+  int64_t capacity_ = 0;
+  std::vector<Buffer<bf16>> k_, v_;
+};
+
+struct DeviceLayer {
+  Buffer<float> attn_norm, ffn_norm, bq, bk, bv;
+  Buffer<bf16> wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+}  // namespace
+
+struct CudaForward::Impl {
+  ModelConfig config;
+  ops::RopeTable rope_table;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  std::vector<DeviceLayer> layers;
+  Buffer<bf16> token_embd, lm_head;  // lm_head empty when tied
+  Buffer<float> output_norm;
+  Buffer<float> rope_inv_freq, rope_low, rope_high;
+  cuda::RopeTables rope;
+  size_t weight_bytes = 0;
+
+  mutable std::mutex mutex;
+  // Scratch, grown to the largest chunk seen.
+  mutable int64_t scratch_tokens = 0;
+  mutable Buffer<int> ids, rows;
+  mutable Buffer<float> x, q, k, v, q_local, q_long, attn, proj, gate, up, partial, logits, k_rope;
+  mutable Buffer<bf16> act;
+  // Prefill-chunk attention (attend_chunk).
+  mutable Buffer<bf16> q_local16, q_long16, k_range16, k_rows16, v_rows16, probs;
+  mutable Buffer<float> scores;
+
+  mutable float* pinned = nullptr;  // page-locked host memory: device-to-host copies stay asynchronous
+  mutable size_t pinned_n = 0;
+
+  float* pinned_keys(size_t n) const {
+    if (n > pinned_n) {
+      cudaFreeHost(pinned);
+      pinned = nullptr;
+      pinned_n = 0;
+      ESA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), n * sizeof(float)));
+      pinned_n = n;
+    }
+    return pinned;
+  }
+
+  ~Impl() {
+    cudaFreeHost(pinned);
+    if (cublas != nullptr) cublasDestroy(cublas);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+
+  const bf16* output_weight() const { return lm_head.get() != nullptr ? lm_head.get() : token_embd.get(); }
+
+  template <typename T>
+  void upload_f32(Buffer<T>& dst, const Tensor& src, const std::string& name, Buffer<float>& staging) {
+    if (src.empty()) return;
+    const size_t n = size_t(src.numel());
+    dst.resize(n, name.c_str());
+    weight_bytes += dst.bytes();
+    if constexpr (std::is_same_v<T, float>) {
+      ESA_CUDA_CHECK(cudaMemcpy(dst.get(), src.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    } else {
+      // Through a float staging buffer, converted on the device (round to nearest even).
+      for (size_t at = 0; at < n; at += staging.size()) {
+        const size_t len = std::min(staging.size(), n - at);
+        ESA_CUDA_CHECK(cudaMemcpy(staging.get(), src.data() + at, len * sizeof(float), cudaMemcpyHostToDevice));
+        ESA_CUDA_CHECK(cuda::launch_to_bf16(staging.get(), dst.get() + at, int64_t(len), stream));
+      }
+      ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    }
+  }
+
+  void ensure_scratch(int64_t T, int64_t rows_needed) const {
+    const ModelConfig& c = config;
+    if (T > scratch_tokens) {
+      const size_t t = size_t(T);
+      const size_t qw = size_t(c.n_heads * c.head_dim), kw = size_t(c.n_kv_heads * c.head_dim);
+      ids.resize(t, "token ids");
+      x.resize(t * size_t(c.hidden), "activations");
+      q.resize(t * qw, "activations");
+      q_local.resize(t * qw, "activations");
+      q_long.resize(t * qw, "activations");
+      attn.resize(t * qw, "activations");
+      k.resize(t * kw, "activations");
+      v.resize(t * kw, "activations");
+      k_rope.resize(t * kw, "activations");
+      proj.resize(t * size_t(c.hidden), "activations");
+      gate.resize(t * size_t(c.ffn), "activations");
+      up.resize(t * size_t(c.ffn), "activations");
+      act.resize(t * size_t(std::max({c.hidden, c.ffn, c.n_heads * c.head_dim})), "activations");
+      scratch_tokens = T;
+    }
+    rows.resize(size_t(std::max<int64_t>(rows_needed, 1)), "the selected rows");
+  }
+
+  // Y [T, out] = X [T, in] . W^T with W [out, in] row-major (bf16), float32 accumulation and output.
+  void gemm(const bf16* w, int64_t out, int64_t in, const bf16* x_in, int64_t T, float* y) const {
+    const float alpha = 1.0f, beta = 0.0f;
+    ESA_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(out), int(T), int(in), &alpha, w, CUDA_R_16BF,
+                                  int(in), x_in, CUDA_R_16BF, int(in), &beta, y, CUDA_R_32F, int(out),
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  // Y = op(A) . B, bf16 inputs, float32 output, `batch` products with the given strides.
+  void gemm_batched(cublasOperation_t op_a, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a, int64_t lda,
+                    int64_t stride_a, const bf16* b, int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc,
+                    int64_t stride_c, int64_t batch) const {
+    ESA_CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas, op_a, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, a,
+                                                CUDA_R_16BF, int(lda), stride_a, b, CUDA_R_16BF, int(ldb), stride_b,
+                                                &beta, c, CUDA_R_32F, int(ldc), stride_c, int(batch),
+                                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  // Attention of a chunk of T queries (at positions S - T ...) over the listed rows (device
+  // `rows`, n_rows of them; queries q_long) and the range [range_begin, S) (causal; queries
+  // q_local), both [T, heads, d] float: scores and outputs by cuBLAS (kernels/chunk_attention.cuh).
+  // Queries go in blocks small enough that the scores stay under kScoreBytes.
+  void attend_chunk(const bf16* k_cache, const bf16* v_cache, int64_t T, int64_t S, int64_t range_begin,
+                    const int* rows, int64_t n_rows, float scale, float* out) const {
+    static constexpr int64_t kScoreBytes = int64_t(3) << 30;
+    const ModelConfig& c = config;
+    const int64_t hq = c.n_heads, hkv = c.n_kv_heads, d = c.head_dim, group = hq / hkv, kw = hkv * d;
+    cudaStream_t s = stream;
+    const int64_t columns_max = n_rows + (S - range_begin);
+    const int64_t block = std::clamp<int64_t>(kScoreBytes / (hq * columns_max * 6), 1, T);
+    q_local16.resize(size_t(T * hq * d), "attention scratch");
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(q_local.get(), q_local16.get(), T * hq * d, s));
+    if (n_rows > 0) {
+      q_long16.resize(size_t(T * hq * d), "attention scratch");
+      ESA_CUDA_CHECK(cuda::launch_to_bf16(q_long.get(), q_long16.get(), T * hq * d, s));
+      k_rows16.resize(size_t(n_rows * kw), "attention scratch");
+      v_rows16.resize(size_t(n_rows * kw), "attention scratch");
+      ESA_CUDA_CHECK(cuda::launch_gather_rows(k_cache, v_cache, rows, int(n_rows), int(kw), k_rows16.get(),
+                                              v_rows16.get(), s));
+    }
+    for (int64_t t0 = 0; t0 < T; t0 += block) {
+      const int64_t tb = std::min(block, T - t0);
+      const int64_t first_query = S - T + t0;
+      const int64_t range_end = first_query + tb;  // later rows are masked for every query of the block
+      const int64_t R = range_end - range_begin, columns = n_rows + R;
+      k_range16.resize(size_t(std::max<int64_t>(R, 1) * kw), "attention scratch (rotated keys)");
+      ESA_CUDA_CHECK(cuda::launch_rope_rows(k_cache, range_begin, range_end, int(hkv), int(d), rope, k_range16.get(), s));
+      scores.resize(size_t(hq * tb * columns), "attention scores");
+      probs.resize(size_t(hq * tb * columns), "attention probabilities");
+      for (int64_t g = 0; g < hkv; ++g) {
+        // scores[h, t, :] = scale * q[t, h] . k[:, g] for the group's heads h (a batch)
+        float* sc = scores.get() + g * group * tb * columns;
+        if (n_rows > 0) {
+          gemm_batched(CUBLAS_OP_T, n_rows, tb, d, scale, k_rows16.get() + g * d, kw, 0,
+                       q_long16.get() + (t0 * hq + g * group) * d, hq * d, d, 0.0f, sc, columns, tb * columns, group);
+        }
+        if (R > 0) {
+          gemm_batched(CUBLAS_OP_T, R, tb, d, scale, k_range16.get() + g * d, kw, 0,
+                       q_local16.get() + (t0 * hq + g * group) * d, hq * d, d, 0.0f, sc + n_rows, columns,
+                       tb * columns, group);
+        }
+      }
+      cuda::ChunkSoftmaxParams sp;
+      sp.scores = scores.get();
+      sp.probs = probs.get();
+      sp.heads = int(hq);
+      sp.T = int(tb);
+      sp.columns = columns;
+      sp.n_rows = n_rows;
+      sp.range_begin = range_begin;
+      sp.first_query = first_query;
+      ESA_CUDA_CHECK(cuda::launch_chunk_softmax(sp, s));
+      for (int64_t g = 0; g < hkv; ++g) {
+        // out[t, h, :] = sum_c p[h, t, c] v[c, g, :]
+        const bf16* pr = probs.get() + g * group * tb * columns;
+        float* o = out + (t0 * hq + g * group) * d;
+        if (n_rows > 0) {
+          gemm_batched(CUBLAS_OP_N, d, tb, n_rows, 1.0f, v_rows16.get() + g * d, kw, 0, pr, columns, tb * columns, 0.0f,
+                       o, hq * d, d, group);
+        }
+        gemm_batched(CUBLAS_OP_N, d, tb, R, 1.0f, v_cache + range_begin * kw + g * d, kw, 0, pr + n_rows, columns,
+                     tb * columns, n_rows > 0 ? 1.0f : 0.0f, o, hq * d, d, group);
+      }
+    }
+  }
+
+  Tensor download(const float* src, std::vector<int64_t> shape) const {
+    Tensor t(std::move(shape));
+    ESA_CUDA_CHECK(cudaMemcpyAsync(t.data(), src, t.bytes(), cudaMemcpyDeviceToHost, stream));
+    ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return t;
+  }
+
+  Tensor download_bf16(const bf16* src, std::vector<int64_t> shape) const {
+    Tensor t(std::move(shape));
+    std::vector<uint16_t> raw(size_t(t.numel()));
+    ESA_CUDA_CHECK(cudaMemcpyAsync(raw.data(), src, raw.size() * sizeof(uint16_t), cudaMemcpyDeviceToHost, stream));
+    ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (size_t i = 0; i < raw.size(); ++i) {
+      const uint32_t bits = uint32_t(raw[i]) << 16;
+      std::memcpy(t.data() + i, &bits, sizeof(float));
+    }
+    return t;
+  }
+};
+
+CudaForward::CudaForward(const ModelConfig& config, const ModelWeights& weights, const ops::RopeTable& rope)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.config = config;
+  m.rope_table = rope;
+  const ModelConfig& c = config;
+  ESA_CHECK(c.head_dim == 64 || c.head_dim == 128, "--device cuda: head dimension {} (the GPU attention takes 64 or 128)",
+            c.head_dim);
+  ESA_CHECK(c.n_heads % c.n_kv_heads == 0 && c.n_heads / c.n_kv_heads <= 8,
+            "--device cuda: {} query heads per KV head (the GPU attention takes at most 8)", c.n_heads / c.n_kv_heads);
+  const int64_t lanes = rope.dim / 16;  // the decode kernel's lanes between a rotate-half pair
+  ESA_CHECK(rope.dim % 16 == 0 && rope.dim <= c.head_dim && (lanes & (lanes - 1)) == 0,
+            "--device cuda: {} rotary dimensions (the GPU attention takes 16, 32, 64 or 128)", rope.dim);
+  ESA_CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
+  ESA_CUBLAS_CHECK(cublasCreate(&m.cublas));
+  ESA_CUBLAS_CHECK(cublasSetStream(m.cublas, m.stream));
+
+  Buffer<float> staging(size_t(16) << 20, "the weight upload buffer");  // 64 MiB
+  m.upload_f32(m.token_embd, weights.token_embd, "token_embd", staging);
+  m.upload_f32(m.output_norm, weights.output_norm, "output_norm", staging);
+  if (!weights.lm_head.empty()) m.upload_f32(m.lm_head, weights.lm_head, "lm_head", staging);
+  m.layers.resize(weights.layers.size());
+  for (size_t l = 0; l < weights.layers.size(); ++l) {
+    const LayerWeights& w = weights.layers[l];
+    DeviceLayer& d = m.layers[l];
+    const std::string at = fmt::format("layer {} weights", l);
+    m.upload_f32(d.attn_norm, w.attn_norm, at, staging);
+    m.upload_f32(d.ffn_norm, w.ffn_norm, at, staging);
+    m.upload_f32(d.bq, w.bq, at, staging);
+    m.upload_f32(d.bk, w.bk, at, staging);
+    m.upload_f32(d.bv, w.bv, at, staging);
+    m.upload_f32(d.wq, w.wq, at, staging);
+    m.upload_f32(d.wk, w.wk, at, staging);
+    m.upload_f32(d.wv, w.wv, at, staging);
+    m.upload_f32(d.wo, w.wo, at, staging);
+    m.upload_f32(d.w_gate, w.w_gate, at, staging);
+    m.upload_f32(d.w_up, w.w_up, at, staging);
+    m.upload_f32(d.w_down, w.w_down, at, staging);
+  }
+
+  // RoPE at any position below 2^24 from two small tables (kernels/rope_tables.cuh).
+  const ops::RopeSplitTables split = ops::make_rope_split_tables(rope, (int64_t(1) << 24) - 1);
+  auto put = [&](Buffer<float>& dst, const std::vector<float>& src) {
+    dst.resize(src.size(), "the RoPE tables");
+    ESA_CUDA_CHECK(cudaMemcpy(dst.get(), src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice));
+  };
+  put(m.rope_inv_freq, split.inv_freq);
+  put(m.rope_low, split.low);
+  put(m.rope_high, split.high);
+  m.rope = {m.rope_inv_freq.get(), reinterpret_cast<const float2*>(m.rope_low.get()),
+            reinterpret_cast<const float2*>(m.rope_high.get()), int(split.half), split.adjacent_pairs};
+}
+
+CudaForward::~CudaForward() = default;
+
+size_t CudaForward::weight_bytes() const { return impl_->weight_bytes; }
+
+std::shared_ptr<DeviceKvStorage> CudaForward::make_storage() const {
+  return std::make_shared<CudaKvStorage>(impl_->config.n_layers, impl_->config.n_kv_heads * impl_->config.head_dim);
+}
+
+void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
+                                const ops::RopeAngles* angles, int64_t logit_rows, Tensor& logits) const {
+  const Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mutex);  // one chunk at a time: the scratch is shared
+  const ModelConfig& c = m.config;
+  auto* storage = dynamic_cast<CudaKvStorage*>(cache.device_storage());
+  ESA_CHECK(storage != nullptr && cache.contents() == KvContents::keys_only,
+            "forward: a model on the GPU needs a cache made by its make_cache()");
+  const int64_t T = int64_t(ids.size());
+  const int64_t H = c.hidden, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, kw = nkv * hd, qw = nh * hd;
+  const int64_t start = cache.size(), S = start + T;
+  const ForwardHook& hook = options.hook;
+  attention::Policy* policy = options.policy;
+  const int64_t max_rows = policy != nullptr ? policy->options().budget.init + policy->options().budget.select : 0;
+  m.ensure_scratch(T, max_rows);
+  storage->ensure(std::max(S, cache.reserved_tokens()), start, m.stream);
+  cudaStream_t s = m.stream;
+
+  auto emit = [&](const char* name, int64_t layer, const float* src, std::vector<int64_t> shape) {
+    if (!hook) return;
+    const Tensor t = m.download(src, std::move(shape));
+    hook(name, layer, t.view());
+  };
+  auto emit_bf16 = [&](const char* name, int64_t layer, const bf16* src, std::vector<int64_t> shape) {
+    if (!hook) return;
+    const Tensor t = m.download_bf16(src, std::move(shape));
+    hook(name, layer, t.view());
+  };
+
+  ESA_CUDA_CHECK(cudaMemcpyAsync(m.ids.get(), ids.data(), size_t(T) * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  ESA_CUDA_CHECK(cuda::launch_embed_rows(m.token_embd.get(), m.ids.get(), int(T), int(H), m.x.get(), s));
+  emit("embed", -1, m.x.get(), {T, H});
+
+  // Keys before RoPE come back to the host cache: per layer when a policy selects from them,
+  // otherwise all layers' at the end (one synchronisation per chunk).
+  float* host_keys = m.pinned_keys(size_t(c.n_layers * T * kw));
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const float eps = float(c.rms_eps);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const DeviceLayer& L = m.layers[size_t(l)];
+    ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get(), L.attn_norm.get(), int(T), int(H), eps, m.act.get(), s));
+    emit_bf16("attn_norm", l, m.act.get(), {T, H});
+    m.gemm(L.wq.get(), qw, H, m.act.get(), T, m.q.get());
+    m.gemm(L.wk.get(), kw, H, m.act.get(), T, m.k.get());
+    m.gemm(L.wv.get(), kw, H, m.act.get(), T, m.v.get());
+    if (L.bq.get() != nullptr) {
+      ESA_CUDA_CHECK(cuda::launch_add_bias(m.q.get(), L.bq.get(), int(T), int(qw), s));
+      ESA_CUDA_CHECK(cuda::launch_add_bias(m.k.get(), L.bk.get(), int(T), int(kw), s));
+      ESA_CUDA_CHECK(cuda::launch_add_bias(m.v.get(), L.bv.get(), int(T), int(kw), s));
+    }
+    emit("q", l, m.q.get(), {T, nh, hd});
+    emit("k", l, m.k.get(), {T, nkv, hd});
+    emit("v", l, m.v.get(), {T, nkv, hd});
+    ESA_CUDA_CHECK(cuda::launch_store_kv(m.k.get(), m.v.get(), int(T), int(kw), storage->k(l), storage->v(l), start, s));
+    ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_local.get(), int(T), int(nh), int(hd), m.rope, start, 1, s));
+    if (hook) {
+      ESA_CUDA_CHECK(cuda::launch_rope(m.k.get(), m.k_rope.get(), int(T), int(nkv), int(hd), m.rope, start, 1, s));
+      emit("q_rope", l, m.q_local.get(), {T, nh, hd});
+      emit("k_rope", l, m.k_rope.get(), {T, nkv, hd});
+    }
+    float* keys_here = host_keys + l * T * kw;
+    ESA_CUDA_CHECK(cudaMemcpyAsync(keys_here, m.k.get(), size_t(T * kw) * sizeof(float), cudaMemcpyDeviceToHost, s));
+
+    cuda::GatheredAttentionParams p;
+    p.q_local = m.q_local.get();
+    p.k = storage->k(l);
+    p.v = storage->v(l);
+    p.range_end = S;
+    p.queries = int(T);
+    p.causal = true;
+    p.rope = m.rope;
+    p.hq = int(nh);
+    p.hkv = int(nkv);
+    p.d = int(hd);
+    p.scale = scale;
+    p.out = m.attn.get();
+    if (policy != nullptr) {
+      // The policy sees what it sees on the CPU: the chunk's queries before RoPE and a cache
+      // holding the chunk's keys.
+      const Tensor q_host = m.download(m.q.get(), {T, nh, hd});  // synchronises: keys_here is in
+      cache.append(l, keys_here, nullptr, nullptr, T);
+      const attention::LayerInputs in{l, q_host.view(), &cache, &m.rope_table, angles};
+      const attention::Selection sel = policy->select(in);
+      ESA_CHECK(sel.long_tokens.size() == 1,
+                "--device cuda: one long-branch list per KV head (--heads individual) is not on the GPU yet");
+      const std::vector<int64_t>& list = sel.long_tokens[0];
+      ESA_CHECK(sel.local_begin >= 0 && sel.local_begin <= start && int64_t(list.size()) <= max_rows,
+                "attention policy: {} long-branch tokens (budget {}), local branch from {} (chunk at {})", list.size(),
+                max_rows, sel.local_begin, start);
+      std::vector<int> rows(list.size());
+      for (size_t i = 0; i < list.size(); ++i) {
+        ESA_CHECK(list[i] >= 0 && list[i] < sel.local_begin,
+                  "attention policy: long-branch token {} is not before the local branch ({})", list[i], sel.local_begin);
+        rows[i] = int(list[i]);
+      }
+      if (!rows.empty()) {
+        ESA_CUDA_CHECK(cudaMemcpyAsync(m.rows.get(), rows.data(), rows.size() * sizeof(int), cudaMemcpyHostToDevice, s));
+        ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_long.get(), int(T), int(nh), int(hd), m.rope,
+                                         policy->options().query_position(), 0, s));
+      }
+      p.q_long = m.q_long.get();
+      p.rows = m.rows.get();
+      p.n_rows = int(rows.size());
+      p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
+    }
+    if (T >= kChunkGemmQueries) {
+      m.attend_chunk(p.k, p.v, T, S, p.range_begin, p.rows, p.n_rows, scale, m.attn.get());
+    } else {
+      const int64_t total = p.n_rows + (p.range_end - p.range_begin);
+      m.partial.resize(cuda::gathered_attention_partial_floats(total, p.hq, p.hkv, p.d, p.queries), "attention scratch");
+      p.partial = m.partial.get();
+      ESA_CUDA_CHECK(cuda::launch_gathered_attention(p, s));
+    }
+    emit("attn", l, m.attn.get(), {T, nh, hd});
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(m.attn.get(), m.act.get(), T * qw, s));
+    m.gemm(L.wo.get(), H, qw, m.act.get(), T, m.proj.get());
+    emit("attn_out", l, m.proj.get(), {T, H});
+    ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
+
+    ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get(), L.ffn_norm.get(), int(T), int(H), eps, m.act.get(), s));
+    m.gemm(L.w_gate.get(), c.ffn, H, m.act.get(), T, m.gate.get());
+    m.gemm(L.w_up.get(), c.ffn, H, m.act.get(), T, m.up.get());
+    ESA_CUDA_CHECK(cuda::launch_swiglu(m.gate.get(), m.up.get(), T * c.ffn, m.act.get(), s));
+    m.gemm(L.w_down.get(), H, c.ffn, m.act.get(), T, m.proj.get());
+    emit("mlp_out", l, m.proj.get(), {T, H});
+    ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
+    emit("hidden", l, m.x.get(), {T, H});
+  }
+  if (policy == nullptr) {
+    ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+    for (int64_t l = 0; l < c.n_layers; ++l) cache.append(l, host_keys + l * T * kw, nullptr, nullptr, T);
+  }
+
+  const int64_t rows = logit_rows;
+  if (rows > 0) {
+    ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get() + (T - rows) * H, m.output_norm.get(), int(rows), int(H), eps,
+                                         m.act.get(), s));
+    emit_bf16("final_norm", -1, m.act.get(), {rows, H});
+    m.logits.resize(size_t(rows * c.vocab), "the logits");
+    m.gemm(m.output_weight(), c.vocab, H, m.act.get(), rows, m.logits.get());
+    logits = m.download(m.logits.get(), {rows, c.vocab});
+  }
+  ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace esa

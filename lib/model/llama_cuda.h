@@ -1,0 +1,47 @@
+// The Llama forward pass on a CUDA GPU (LlamaModel::use_device(Device::cuda)): the same
+// arithmetic as the CPU path with bf16 weights and a bf16 KV cache in device memory, float32
+// activations and accumulation; GEMMs by cuBLAS, the rest by kernels/model_ops.cuh, attention by
+// kernels/gathered_attention.cuh (both of a policy's branches in one pass; `full` is the local
+// branch over the whole cache). A selective policy selects on the host from the keys the cache
+// mirrors there (KvContents::keys_only), exactly as on the CPU. Reference: LlamaModel on the CPU
+// (tests/unit/test_cuda.cc, scripts/gpu_check.sh end to end).
+#pragma once
+
+#include <memory>
+#include <span>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "ops/rope.h"
+
+namespace esa {
+struct ForwardOptions;
+
+class CudaForward {
+ public:
+  /// Uploads the weights (converted to bf16) to the current CUDA device. Throws esa::Error when
+  /// they do not fit or the model's shape is outside what the kernels take (head_dim 64 or 128,
+  /// at most 8 query heads per KV head).
+  CudaForward(const ModelConfig& config, const ModelWeights& weights, const ops::RopeTable& rope);
+  ~CudaForward();
+  CudaForward(const CudaForward&) = delete;
+  CudaForward& operator=(const CudaForward&) = delete;
+
+  /// The device half of a new cache (KvCache::set_device_storage).
+  std::shared_ptr<DeviceKvStorage> make_storage() const;
+
+  /// LlamaModel::forward_chunk on the GPU: `cache` must carry storage from make_storage().
+  void forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
+                     const ops::RopeAngles* angles, int64_t logit_rows, Tensor& logits) const;
+
+  /// Device memory the weights take.
+  size_t weight_bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace esa

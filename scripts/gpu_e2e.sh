@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# End to end on a GPU machine with the embedded model: the GPU forward against the CPU on the
+# model's logits (test_cuda's EmbeddedModelMatchesCpu), the same passkey cases scored on the CPU
+# and on the GPU (answers compared), the retrieval suites on the GPU at long contexts, and the
+# model's prefill/decode speed on GPU and CPU. Prints a short table last.
+# Usage: ESA_MODEL=model.gguf scripts/gpu_e2e.sh [BUNDLE_DIR] [PROJ.h5]
+#   BUNDLE_DIR: from scripts/gpu_bundle.sh (default .gpu/bundle); PROJ: a projection of the model
+#   for --policy esa (default: identity). LENGTHS and LONG_LENGTHS override the context lengths;
+#   BUDGET_S (default 480) bounds the whole run (each eval gets a share; a cut-off eval keeps
+#   its finished cases).
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUNDLE="${1:-$ROOT/.gpu/bundle}"
+PROJ="${2:-}"
+: "${ESA_MODEL:?set ESA_MODEL to the model file}"
+OUTDIR="${OUT:-/tmp}/e2e"; mkdir -p "$OUTDIR"
+LOG="$OUTDIR/gpu_e2e.log"; : > "$LOG"
+source "$ROOT/scripts/gpu_env.sh" "$BUNDLE"
+HAYSTACK="${HAYSTACK:-$ROOT/data/corpus/haystack.txt}"
+LENGTHS="${LENGTHS:-4k,8k}"              # CPU and GPU both
+LONG_LENGTHS="${LONG_LENGTHS:-16k,32k,64k,128k}"  # GPU only
+BUDGET_S="${BUDGET_S:-480}"
+START=$(date +%s)
+left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
+proj_flag=(); [[ -n "$PROJ" ]] && proj_flag=(--proj "$PROJ")
+common=(-m "$ESA_MODEL" --depths 0:100:50 --quiet "${proj_flag[@]}")
+sha256sum "$ESA_MODEL" | tee -a "$LOG"
+
+declare -A RESULT
+# 1. Logits: GPU against CPU.
+ESA_REQUIRE_MODEL=1 "$BIN/test_cuda" --gtest_filter='CudaTest.EmbeddedModelMatchesCpu' >>"$LOG" 2>&1 \
+  && RESULT[logits]=pass || RESULT[logits]=FAIL
+grep "relative error" "$LOG"
+
+# 2. The same passkey cases on both devices (the CPU with every host core, in the background).
+policies=full,infllm,esa,oracle
+timeout $(( $(left) - 60 )) "$BIN/esa" eval --suite passkey --lengths "$LENGTHS" --policy "$policies" "${common[@]}" \
+  --device cpu -o "$OUTDIR/passkey_cpu.h5" >"$OUTDIR/passkey_cpu.txt" 2>>"$LOG" &
+cpu_pid=$!
+"$BIN/esa" eval --suite passkey --lengths "$LENGTHS" --policy "$policies" "${common[@]}" --device cuda \
+  -o "$OUTDIR/passkey_gpu.h5" >"$OUTDIR/passkey_gpu.txt" 2>>"$LOG"
+# 3. Long contexts on the GPU only: passkey and multi-niah.
+for suite in passkey multi-niah; do
+  t=$(( ($(left) - 90) / 2 )); (( t > 30 )) || break
+  timeout "$t" "$BIN/esa" eval --suite $suite --haystack "$HAYSTACK" --lengths "$LONG_LENGTHS" --policy "$policies" \
+    "${common[@]}" --device cuda -o "$OUTDIR/${suite}_long_gpu.h5" \
+    >"$OUTDIR/${suite}_long_gpu.txt" 2>>"$LOG" || echo "$suite long: stopped at the time budget (finished cases kept)" | tee -a "$LOG"
+done
+wait $cpu_pid
+# 4. Model speed, full attention: GPU and CPU.
+"$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k,32k --decode 64 --device cuda >"$OUTDIR/bench_gpu.txt" 2>>"$LOG"
+timeout 60 "$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k --decode 16 --device cpu >"$OUTDIR/bench_cpu.txt" 2>>"$LOG"
+
+echo
+echo "gpu_e2e summary ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
+echo "logits GPU vs CPU: ${RESULT[logits]}"
+for f in passkey_cpu passkey_gpu passkey_long_gpu multi-niah_long_gpu bench_gpu bench_cpu; do
+  echo "-- $f"; cat "$OUTDIR/$f.txt" 2>/dev/null | tail -12
+done
+# Per case, the CPU's and the GPU's answers side by side (the h5 files hold both).
+python3 "$ROOT/scripts/compare_answers.py" "$OUTDIR/passkey_cpu.h5" "$OUTDIR/passkey_gpu.h5" || true
