@@ -128,7 +128,7 @@ __global__ void __launch_bounds__(kThreads) importance_pool_kernel(ImportancePar
     if (m >= p.n) break;
     float v = f_shared[i + p.eps];
     for (int j = 0; j <= 2 * p.eps; ++j) v = fmaxf(v, f_shared[i + j]);
-    p.importance[m] = v;
+    p.importance[m] = p.accumulate ? fmaxf(p.importance[m], v) : v;
   }
 }
 

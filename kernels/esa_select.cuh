@@ -38,6 +38,8 @@ struct ImportanceParams {
   int64_t n;
   int eps;                       // max-pool half-width, 0 .. 1024
   float* importance;             // out: [n] pooled F
+  bool accumulate = false;       // importance = max(importance, pooled F): a chunk of more than
+                                 // kMaxScoreQueries queries, scored a group at a time
 };
 cudaError_t launch_importance_pool(const ImportanceParams& p, cudaStream_t stream);
 

@@ -85,6 +85,18 @@ __global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, __n
   }
 }
 
+__global__ void gqa_fold_kernel(const float* q, int T, int hq, int hkv, int d, float* out) {
+  const int group = hq / hkv;
+  const int64_t n = int64_t(T) * hkv * d;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / (int64_t(hkv) * d);
+    const int g = int((i / d) % hkv), c = int(i % d);
+    float sum = 0.0f;
+    for (int h = 0; h < group; ++h) sum += q[(t * hq + g * group + h) * d + c];
+    out[i] = sum;
+  }
+}
+
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     x[i] += y[i];
@@ -139,6 +151,12 @@ cudaError_t launch_store_kv(const float* k, const float* v, int T, int width, __
 cudaError_t launch_swiglu(const float* gate, const float* up, int64_t n, __nv_bfloat16* out, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
   swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, n, out);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_gqa_fold(const float* q, int T, int hq, int hkv, int d, float* out, cudaStream_t stream) {
+  if (T <= 0 || hkv <= 0 || hq % hkv != 0 || d <= 0) return cudaErrorInvalidValue;
+  gqa_fold_kernel<<<blocks_for(int64_t(T) * hkv * d), kThreads, 0, stream>>>(q, T, hq, hkv, d, out);
   return cudaGetLastError();
 }
 

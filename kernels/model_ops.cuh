@@ -39,6 +39,10 @@ cudaError_t launch_store_kv(const float* k, const float* v, int T, int width, __
 /// out = silu(gate) * up, n elements, as bf16 (the down projection's input).
 cudaError_t launch_swiglu(const float* gate, const float* up, int64_t n, __nv_bfloat16* out, cudaStream_t stream);
 
+/// out [T, hkv, d] = the sum of each KV group's query heads of q [T, hq, d] (GQA fold, as
+/// esa::attention::gqa_fold).
+cudaError_t launch_gqa_fold(const float* q, int T, int hq, int hkv, int d, float* out, cudaStream_t stream);
+
 /// x += y, n elements.
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t stream);
 

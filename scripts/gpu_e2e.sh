@@ -5,7 +5,8 @@
 # model's prefill/decode speed on GPU and CPU. Prints a short table last.
 # Usage: ESA_MODEL=model.gguf scripts/gpu_e2e.sh [BUNDLE_DIR] [PROJ.h5]
 #   BUNDLE_DIR: from scripts/gpu_bundle.sh (default .gpu/bundle); PROJ: a projection of the model
-#   for --policy esa (default: identity). LENGTHS and LONG_LENGTHS override the context lengths;
+#   for --policy esa (default: identity). LENGTHS, LONG_LENGTHS, LONG_POLICIES and EVAL_FLAGS
+#   (the budget flags) override;
 #   BUDGET_S (default 480) bounds the whole run (each eval gets a share; a cut-off eval keeps
 #   its finished cases).
 set -uo pipefail
@@ -19,11 +20,14 @@ source "$ROOT/scripts/gpu_env.sh" "$BUNDLE"
 HAYSTACK="${HAYSTACK:-$ROOT/data/corpus/haystack.txt}"
 LENGTHS="${LENGTHS:-4k,8k}"              # CPU and GPU both
 LONG_LENGTHS="${LONG_LENGTHS:-16k,32k,64k,128k}"  # GPU only
+LONG_POLICIES="${LONG_POLICIES:-full,infllm,esa}"  # oracle scores on the host: slow at 128k
 BUDGET_S="${BUDGET_S:-480}"
 START=$(date +%s)
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 proj_flag=(); [[ -n "$PROJ" ]] && proj_flag=(--proj "$PROJ")
-common=(-m "$ESA_MODEL" --depths 0:100:50 --quiet "${proj_flag[@]}")
+# The budget of experiments/policies.toml (a projection fitted with w = --local = 1024).
+read -r -a budget <<< "${EVAL_FLAGS:---init 64 --local 1024 --select 512 --eps 3}"
+common=(-m "$ESA_MODEL" --depths 0:100:50 --quiet "${budget[@]}" "${proj_flag[@]}")
 sha256sum "$ESA_MODEL" | tee -a "$LOG"
 
 declare -A RESULT
@@ -42,14 +46,14 @@ cpu_pid=$!
 # 3. Long contexts on the GPU only: passkey and multi-niah.
 for suite in passkey multi-niah; do
   t=$(( ($(left) - 90) / 2 )); (( t > 30 )) || break
-  timeout "$t" "$BIN/esa" eval --suite $suite --haystack "$HAYSTACK" --lengths "$LONG_LENGTHS" --policy "$policies" \
+  timeout "$t" "$BIN/esa" eval --suite $suite --haystack "$HAYSTACK" --lengths "$LONG_LENGTHS" --policy "$LONG_POLICIES" \
     "${common[@]}" --device cuda -o "$OUTDIR/${suite}_long_gpu.h5" \
     >"$OUTDIR/${suite}_long_gpu.txt" 2>>"$LOG" || echo "$suite long: stopped at the time budget (finished cases kept)" | tee -a "$LOG"
 done
 wait $cpu_pid
-# 4. Model speed, full attention: GPU and CPU.
+# 4. The embedded model's speed, full attention: GPU, and CPU (every host core) at 8k.
 "$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k,32k --decode 64 --device cuda >"$OUTDIR/bench_gpu.txt" 2>>"$LOG"
-timeout 60 "$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k --decode 16 --device cpu >"$OUTDIR/bench_cpu.txt" 2>>"$LOG"
+timeout 90 "$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k --decode 16 --device cpu >"$OUTDIR/bench_cpu.txt" 2>>"$LOG"
 
 echo
 echo "gpu_e2e summary ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"

@@ -40,7 +40,12 @@ class DeviceArray {
   DeviceArray& operator=(const DeviceArray&) = delete;
   ~DeviceArray() { cudaFree(ptr_); }
   T* get() const { return ptr_; }
-  void upload(const void* host, size_t bytes) { ESA_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice)); }
+  // A pageable cudaMemcpy may return before the data lands, and the benchmark's stream does not
+  // wait for the legacy default stream: synchronise the device.
+  void upload(const void* host, size_t bytes) {
+    ESA_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
+    ESA_CUDA_CHECK(cudaDeviceSynchronize());
+  }
 
  private:
   T* ptr_ = nullptr;

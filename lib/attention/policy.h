@@ -74,9 +74,14 @@ struct Selection {
   std::vector<std::vector<int64_t>> long_tokens;
 };
 
+struct Projection;
+
 class Policy {
  public:
   virtual ~Policy() = default;
+  /// esa's compressed-score projection (the GPU forward selects with it on the device); null
+  /// for every other policy.
+  virtual const Projection* esa_projection() const { return nullptr; }
   /// Chooses the tokens for one layer and chunk; may update the policy's own per-layer state
   /// (compressed keys, block representatives). Called once per layer per chunk, in order.
   virtual Selection select(const LayerInputs& in) = 0;

@@ -117,6 +117,8 @@ class EsaPolicy final : public ScoringPolicy {
     proj_.validate();
   }
 
+  const Projection* esa_projection() const override { return &proj_; }
+
   Selection select(const LayerInputs& in) override {
     const Step s = prepare(in, options_.budget, "esa");
     ESA_CHECK(proj_.in_dim == s.width, "esa: projection input dimension {} but the cache has {} KV heads x {} = {}",

@@ -184,6 +184,12 @@ void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, con
     if (options.policy != nullptr) {
       const attention::LayerInputs in{l, q_before_rope.view(), &cache, &rope_, angles.get()};
       const attention::Selection selection = options.policy->select(in);
+      if (hook && selection.long_tokens.size() == 1) {
+        const std::vector<int64_t>& rows = selection.long_tokens[0];
+        Tensor t({int64_t(rows.size())});
+        for (size_t i = 0; i < rows.size(); ++i) t.data()[i] = float(rows[i]);
+        hook("long_rows", l, t.view());
+      }
       attention::two_branch_attention(in, selection, options.policy->options().query_position(), attn);
     } else {
       ops::attention(q.view(), cache.keys_rotated(l), cache.values(l), chunk_pos, k_pos, {scale, true}, attn, nullptr);

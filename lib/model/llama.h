@@ -29,7 +29,8 @@ class CudaForward;
 /// Names, with shapes for a chunk of T tokens:
 ///   "embed" [T, hidden]; per layer: "attn_norm" [T, hidden], "q" [T, heads, hd] and "k", "v"
 ///   [T, kv_heads, hd] before RoPE, "q_rope" [T, heads, hd], "k_rope" [T, kv_heads, hd] (the
-///   chunk's keys at their true positions), "attn" [T, heads, hd] (before the output
+///   chunk's keys at their true positions), "long_rows" [n] (with a policy that selects one list for all
+///   heads: the long branch's tokens, as floats), "attn" [T, heads, hd] (before the output
 ///   projection), "attn_out" [T, hidden], "mlp_out" [T, hidden], "hidden" [T, hidden] (the
 ///   residual stream after the layer); "final_norm" [rows, hidden] for the rows that get logits.
 /// The views are valid only during the call.

@@ -13,9 +13,11 @@
 #include <vector>
 
 #include "attention/policy.h"
+#include "attention/projection.h"
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "chunk_attention.cuh"
+#include "esa_select.cuh"
 #include "gathered_attention.cuh"
 #include "model/llama.h"
 #include "model_ops.cuh"
@@ -76,6 +78,16 @@ class Buffer {
   size_t n_ = 0;
 };
 
+// esa's state for one sequence on the device: its projection (uploaded from the policy's) and
+// the compressed keys k' = Wk k + bk of the first valid[l] tokens of every layer.
+struct DeviceEsa {
+  const attention::Projection* source = nullptr;
+  int64_t dim = 0, capacity = 0;
+  std::vector<Buffer<bf16>> wq, wk, kc;  // [dim, in_dim], [dim, in_dim], [capacity, dim] per layer
+  std::vector<Buffer<float>> bq, bk;
+  std::vector<int64_t> valid;
+};
+
 // The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand.
 class CudaKvStorage final : public DeviceKvStorage {
  public:
@@ -108,6 +120,9 @@ class CudaKvStorage final : public DeviceKvStorage {
   int64_t width_;
   int64_t capacity_ = 0;
   std::vector<Buffer<bf16>> k_, v_;
+
+ public:
+  DeviceEsa esa;
 };
 
 struct DeviceLayer {
@@ -168,13 +183,16 @@ struct CudaForward::Impl {
     dst.resize(n, name.c_str());
     weight_bytes += dst.bytes();
     if constexpr (std::is_same_v<T, float>) {
-      ESA_CUDA_CHECK(cudaMemcpy(dst.get(), src.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+      ESA_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream));
     } else {
-      // Through a float staging buffer, converted on the device (round to nearest even).
+      // Through a float staging buffer, converted on the device (round to nearest even). Every
+      // copy goes on `stream`: it does not synchronise with the legacy default stream, and a
+      // pageable cudaMemcpy may return before its data has landed.
       for (size_t at = 0; at < n; at += staging.size()) {
         const size_t len = std::min(staging.size(), n - at);
-        ESA_CUDA_CHECK(cudaMemcpy(staging.get(), src.data() + at, len * sizeof(float), cudaMemcpyHostToDevice));
+        ESA_CUDA_CHECK(cudaMemcpyAsync(staging.get(), src.data() + at, len * sizeof(float), cudaMemcpyHostToDevice, stream));
         ESA_CUDA_CHECK(cuda::launch_to_bf16(staging.get(), dst.get() + at, int64_t(len), stream));
+        ESA_CUDA_CHECK(cudaStreamSynchronize(stream));  // before the next chunk overwrites the staging
       }
       ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
     }
@@ -289,6 +307,130 @@ struct CudaForward::Impl {
     }
   }
 
+  mutable Buffer<float> esa_y, esa_qfold, esa_qc, esa_scores, esa_importance;
+  mutable Buffer<bf16> esa_q16;
+  mutable Buffer<unsigned int> esa_row_max;
+  mutable Buffer<char> topk_workspace;
+
+  // Whether esa selects on the device for this policy: uniform heads and a projection the
+  // kernels take (d' a multiple of 8 up to 256); otherwise the policy selects on the host.
+  static bool selects_on_device(const attention::Policy* policy) {
+    if (policy == nullptr || policy->esa_projection() == nullptr) return false;
+    const attention::PolicyOptions& o = policy->options();
+    const attention::Projection& p = *policy->esa_projection();
+    if (o.heads != attention::HeadMode::uniform || o.eps > 1024 || p.layers.empty()) return false;
+    for (const auto& layer : p.layers) {
+      if (layer.dim % 8 != 0 || layer.dim > 256 || layer.dim != p.layers[0].dim) return false;
+    }
+    return true;
+  }
+
+  // Uploads the projection (once per sequence) and extends layer l's compressed keys to S rows.
+  void update_compressed_keys(DeviceEsa& e, const attention::Projection& proj, const bf16* k_cache, int64_t l,
+                              int64_t start, int64_t S) const {
+    const int64_t kw = config.n_kv_heads * config.head_dim;
+    ESA_CHECK(proj.in_dim == kw && int64_t(proj.layers.size()) >= config.n_layers,
+              "esa: projection input dimension {} and {} layers for a model of {} x {} and {} layers", proj.in_dim,
+              proj.layers.size(), config.n_kv_heads, config.head_dim, config.n_layers);
+    if (e.source != &proj) {
+      e = DeviceEsa();
+      e.source = &proj;
+      e.dim = proj.layers[0].dim;
+      Buffer<float> staging(size_t(e.dim * kw), "the esa projection");
+      auto put16 = [&](Buffer<bf16>& dst, const std::vector<float>& w) {
+        dst.resize(w.size(), "the esa projection");
+        ESA_CUDA_CHECK(cudaMemcpyAsync(staging.get(), w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
+        ESA_CUDA_CHECK(cuda::launch_to_bf16(staging.get(), dst.get(), int64_t(w.size()), stream));
+        ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+      };
+      auto put32 = [&](Buffer<float>& dst, const std::vector<float>& b) {
+        dst.resize(b.size(), "the esa projection");
+        ESA_CUDA_CHECK(cudaMemcpyAsync(dst.get(), b.data(), b.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
+      };
+      const size_t n = size_t(config.n_layers);
+      e.wq.resize(n), e.wk.resize(n), e.bq.resize(n), e.bk.resize(n), e.kc.resize(n);
+      e.valid.assign(n, 0);
+      for (size_t i = 0; i < n; ++i) {
+        put16(e.wq[i], proj.layers[i].wq);
+        put16(e.wk[i], proj.layers[i].wk);
+        put32(e.bq[i], proj.layers[i].bq);
+        put32(e.bk[i], proj.layers[i].bk);
+      }
+    }
+    if (S > e.capacity) {  // grow every layer's k' (keeping the valid rows)
+      const int64_t cap = std::max(S, e.capacity * 3 / 2);
+      for (size_t i = 0; i < e.kc.size(); ++i) {
+        Buffer<bf16> grown(size_t(cap * e.dim), "esa's compressed keys");
+        if (e.valid[i] > 0) {
+          ESA_CUDA_CHECK(cudaMemcpyAsync(grown.get(), e.kc[i].get(), size_t(e.valid[i] * e.dim) * sizeof(bf16),
+                                         cudaMemcpyDeviceToDevice, stream));
+        }
+        ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+        e.kc[i] = std::move(grown);
+      }
+      e.capacity = cap;
+    }
+    int64_t& valid = e.valid[size_t(l)];
+    valid = std::min(valid, start);  // a truncated cache drops its tail
+    const int64_t n_new = S - valid;
+    if (n_new <= 0) return;
+    esa_y.resize(size_t(n_new * e.dim), "esa scratch");
+    gemm(e.wk[size_t(l)].get(), e.dim, kw, k_cache + valid * kw, n_new, esa_y.get());
+    ESA_CUDA_CHECK(cuda::launch_add_bias(esa_y.get(), e.bk[size_t(l)].get(), int(n_new), int(e.dim), stream));
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(esa_y.get(), e.kc[size_t(l)].get() + valid * e.dim, n_new * e.dim, stream));
+    valid = S;
+  }
+
+  // esa's selection of layer l for a chunk of T queries on the device (PAPER.md section 2; the
+  // host's EsaPolicy::select): writes the long-branch rows (initial tokens, then the top-k middle
+  // tokens, ascending) to `rows` and returns their count and the local branch's first token.
+  std::pair<int64_t, int64_t> select_on_device(const attention::Policy& policy, DeviceEsa& e, int64_t l, int64_t T,
+                                               int64_t start) const {
+    const attention::PolicyOptions& o = policy.options();
+    const attention::ContextSplit split = attention::split_context(o.budget, start);
+    const int64_t m0 = split.init_end, m1 = split.local_begin, middle = m1 - m0;
+    const bool all = middle <= o.budget.select;
+    const int64_t n_rows = all ? m1 : m0 + o.budget.select;
+    std::vector<int> first(size_t(all ? m1 : m0));
+    for (size_t i = 0; i < first.size(); ++i) first[i] = int(i);
+    if (!first.empty()) {
+      ESA_CUDA_CHECK(cudaMemcpyAsync(rows.get(), first.data(), first.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+    }
+    if (all) return {n_rows, m1};
+    const int64_t hq = config.n_heads, hkv = config.n_kv_heads, d = config.head_dim, kw = hkv * d;
+    // q~: the chunk's queries folded over each KV group, in the score space; q' = Wq q~ + bq.
+    const float* q_space = o.score_space == attention::ScoreSpace::rotated ? q_long.get() : q.get();
+    esa_qfold.resize(size_t(T * kw), "esa scratch");
+    esa_q16.resize(size_t(T * kw), "esa scratch");
+    esa_qc.resize(size_t(T * e.dim), "esa scratch");
+    ESA_CUDA_CHECK(cuda::launch_gqa_fold(q_space, int(T), int(hq), int(hkv), int(d), esa_qfold.get(), stream));
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(esa_qfold.get(), esa_q16.get(), T * kw, stream));
+    gemm(e.wq[size_t(l)].get(), e.dim, kw, esa_q16.get(), T, esa_qc.get());
+    ESA_CUDA_CHECK(cuda::launch_add_bias(esa_qc.get(), e.bq[size_t(l)].get(), int(T), int(e.dim), stream));
+    // Importance over the middle tokens, kMaxScoreQueries queries at a time (max over groups).
+    esa_scores.resize(size_t(cuda::kMaxScoreQueries * middle), "esa scores");
+    esa_importance.resize(size_t(middle), "esa scores");
+    esa_row_max.resize(size_t(cuda::kMaxScoreQueries), "esa scores");
+    for (int64_t c0 = 0; c0 < T; c0 += cuda::kMaxScoreQueries) {
+      const int tg = int(std::min<int64_t>(cuda::kMaxScoreQueries, T - c0));
+      cuda::CompressedScoreParams sp{esa_qc.get() + c0 * e.dim, e.kc[size_t(l)].get(), int(e.dim), tg, m0, m1,
+                                     esa_scores.get(), esa_row_max.get()};
+      ESA_CUDA_CHECK(cuda::launch_compressed_scores(sp, stream));
+      cuda::ImportanceParams ip{esa_scores.get(), esa_row_max.get(), tg, middle, int(o.eps), esa_importance.get()};
+      ip.accumulate = c0 > 0;
+      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+    }
+    const size_t ws = cuda::top_k_workspace_bytes(middle);
+    if (ws > topk_workspace.size()) {
+      topk_workspace.resize(ws, "the top-k workspace");
+      ESA_CUDA_CHECK(cudaMemsetAsync(topk_workspace.get(), 0, topk_workspace.size(), stream));
+    }
+    cuda::TopKParams tp{esa_importance.get(), middle, int(o.budget.select), int(m0), rows.get() + m0,
+                        topk_workspace.get()};
+    ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
+    return {n_rows, m1};
+  }
+
   Tensor download(const float* src, std::vector<int64_t> shape) const {
     Tensor t(std::move(shape));
     ESA_CUDA_CHECK(cudaMemcpyAsync(t.data(), src, t.bytes(), cudaMemcpyDeviceToHost, stream));
@@ -353,13 +495,14 @@ CudaForward::CudaForward(const ModelConfig& config, const ModelWeights& weights,
   const ops::RopeSplitTables split = ops::make_rope_split_tables(rope, (int64_t(1) << 24) - 1);
   auto put = [&](Buffer<float>& dst, const std::vector<float>& src) {
     dst.resize(src.size(), "the RoPE tables");
-    ESA_CUDA_CHECK(cudaMemcpy(dst.get(), src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice));
+    ESA_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice, m.stream));
   };
   put(m.rope_inv_freq, split.inv_freq);
   put(m.rope_low, split.low);
   put(m.rope_high, split.high);
   m.rope = {m.rope_inv_freq.get(), reinterpret_cast<const float2*>(m.rope_low.get()),
             reinterpret_cast<const float2*>(m.rope_high.get()), int(split.half), split.adjacent_pairs};
+  ESA_CUDA_CHECK(cudaStreamSynchronize(m.stream));  // the tables' host vectors go out of scope
 }
 
 CudaForward::~CudaForward() = default;
@@ -383,6 +526,8 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
   const int64_t start = cache.size(), S = start + T;
   const ForwardHook& hook = options.hook;
   attention::Policy* policy = options.policy;
+  // esa selects on the device (Impl::select_on_device); other policies on the host.
+  const bool device_select = m.selects_on_device(policy);
   const int64_t max_rows = policy != nullptr ? policy->options().budget.init + policy->options().budget.select : 0;
   m.ensure_scratch(T, max_rows);
   storage->ensure(std::max(S, cache.reserved_tokens()), start, m.stream);
@@ -446,7 +591,16 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     p.d = int(hd);
     p.scale = scale;
     p.out = m.attn.get();
-    if (policy != nullptr) {
+    if (device_select) {
+      m.update_compressed_keys(storage->esa, *policy->esa_projection(), storage->k(l), l, start, S);
+      ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_long.get(), int(T), int(nh), int(hd), m.rope,
+                                       policy->options().query_position(), 0, s));
+      const auto [n_rows, local_begin] = m.select_on_device(*policy, storage->esa, l, T, start);
+      p.q_long = m.q_long.get();
+      p.rows = m.rows.get();
+      p.n_rows = int(n_rows);
+      p.range_begin = local_begin;
+    } else if (policy != nullptr) {
       // The policy sees what it sees on the CPU: the chunk's queries before RoPE and a cache
       // holding the chunk's keys.
       const Tensor q_host = m.download(m.q.get(), {T, nh, hd});  // synchronises: keys_here is in
@@ -483,6 +637,16 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       p.partial = m.partial.get();
       ESA_CUDA_CHECK(cuda::launch_gathered_attention(p, s));
     }
+    if (hook && policy != nullptr) {
+      std::vector<int> rows(size_t(p.n_rows));
+      if (!rows.empty()) {
+        ESA_CUDA_CHECK(cudaMemcpyAsync(rows.data(), p.rows, rows.size() * sizeof(int), cudaMemcpyDeviceToHost, s));
+        ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+      }
+      Tensor t({int64_t(rows.size())});
+      for (size_t i = 0; i < rows.size(); ++i) t.data()[i] = float(rows[i]);
+      hook("long_rows", l, t.view());
+    }
     emit("attn", l, m.attn.get(), {T, nh, hd});
     ESA_CUDA_CHECK(cuda::launch_to_bf16(m.attn.get(), m.act.get(), T * qw, s));
     m.gemm(L.wo.get(), H, qw, m.act.get(), T, m.proj.get());
@@ -498,7 +662,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
     emit("hidden", l, m.x.get(), {T, H});
   }
-  if (policy == nullptr) {
+  if (policy == nullptr || device_select) {
     ESA_CUDA_CHECK(cudaStreamSynchronize(s));
     for (int64_t l = 0; l < c.n_layers; ++l) cache.append(l, host_keys + l * T * kw, nullptr, nullptr, T);
   }

@@ -2,8 +2,9 @@
 // arithmetic as the CPU path with bf16 weights and a bf16 KV cache in device memory, float32
 // activations and accumulation; GEMMs by cuBLAS, the rest by kernels/model_ops.cuh, attention by
 // kernels/gathered_attention.cuh (both of a policy's branches in one pass; `full` is the local
-// branch over the whole cache). A selective policy selects on the host from the keys the cache
-// mirrors there (KvContents::keys_only), exactly as on the CPU. Reference: LlamaModel on the CPU
+// branch over the whole cache). esa (uniform heads, d' <= 256) selects on the device with
+// kernels/esa_select.cuh from compressed keys kept there; every other selective policy selects on
+// the host from the keys the cache mirrors there (KvContents::keys_only), as on the CPU. Reference: LlamaModel on the CPU
 // (tests/unit/test_cuda.cc, scripts/gpu_check.sh end to end).
 #pragma once
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <random>
 
 #include "attention/policy.h"
@@ -479,45 +480,143 @@ double relative_error(const Tensor& got, const Tensor& want) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+// Replays recorded selections (one list per layer and chunk, in call order): the CPU attends to
+// exactly what the GPU chose, so that logits compare by arithmetic alone (a top-k boundary that
+// bf16 rounding flips changes the output by more than rounding does).
+class ReplayPolicy final : public attention::Policy {
+ public:
+  ReplayPolicy(attention::PolicyOptions o, std::vector<std::vector<int64_t>> calls)
+      : Policy(std::move(o)), calls_(std::move(calls)) {}
+  attention::Selection select(const attention::LayerInputs& in) override {
+    attention::Selection s;
+    s.local_begin = attention::split_context(options_.budget, in.chunk_begin()).local_begin;
+    EXPECT_LT(next_, calls_.size()) << "more selections asked for than the GPU made";
+    s.long_tokens.push_back(next_ < calls_.size() ? calls_[next_] : std::vector<int64_t>{});
+    ++next_;
+    return s;
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> calls_;
+  size_t next_ = 0;
+};
+
+// Records the long-branch rows of every layer and chunk ("long_rows" hook).
+ForwardHook record_rows(std::vector<std::vector<int64_t>>& calls) {
+  return [&calls](std::string_view name, int64_t, const TensorView& v) {
+    if (name == "long_rows") calls.emplace_back(v.data, v.data + v.numel());
+  };
+}
+
+// Of the rows `got` selected per call, the fraction that `want` selected too.
+double overlap(const std::vector<std::vector<int64_t>>& got, const std::vector<std::vector<int64_t>>& want) {
+  int64_t same = 0, total = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    for (int64_t r : got[i]) same += std::count(want[i].begin(), want[i].end(), r);
+    total += int64_t(got[i].size());
+  }
+  return total == 0 ? 1.0 : double(same) / double(total);
+}
+
 TEST_F(CudaTest, ForwardMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(31));
   for (const TinyShape& shape : {TinyShape{4, 2, 64, 64, RopeStyle::rotate_half, false, true},
+                                 TinyShape{6, 2, 128, 128, RopeStyle::rotate_half, false, true},
+                                 TinyShape{4, 2, 64, 64, RopeStyle::adjacent_pairs, false, true},
+                                 TinyShape{4, 2, 64, 64, RopeStyle::rotate_half, true, true},
+                                 TinyShape{4, 2, 64, 64, RopeStyle::rotate_half, false, false},
                                  TinyShape{6, 2, 128, 64, RopeStyle::adjacent_pairs, true, false},
                                  TinyShape{8, 1, 64, 32, RopeStyle::rotate_half, false, false}}) {
     LlamaModel cpu = random_model(shape, rng);
     LlamaModel gpu(cpu.config(), cpu.weights());
     gpu.use_device(Device::cuda);
     std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
-    std::vector<int32_t> prompt(133);  // chunks of 64, 64 and 5 (GEMM path, then the split-K kernel)
-    for (int32_t& id : prompt) id = token(rng);
-    for (const char* policy_name : {"full", "esa", "streaming"}) {
+    std::vector<int32_t> ids(133 + 4);  // a prompt in chunks of 64, 64 and 5 (GEMM path, then the split-K
+    for (int32_t& id : ids) id = token(rng);  // kernel), then 4 decode steps
+    const std::span<const int32_t> prompt(ids.data(), 133);
+    // full and esa: on the device alone; streaming and oracle: selected on the host.
+    for (const char* policy_name : {"full", "esa", "streaming", "oracle"}) {
       attention::PolicyOptions po;
       po.kind = attention::parse_policy(policy_name);
       po.budget = {4, 16, 24, 64};
-      std::unique_ptr<attention::Policy> cpu_policy, gpu_policy;
-      if (po.kind != attention::PolicyKind::full) {
-        cpu_policy = attention::make_policy(po, cpu.config());
-        gpu_policy = attention::make_policy(po, gpu.config());
-      }
-      ForwardOptions fc, fg;
-      fc.chunk = fg.chunk = 64;
-      fc.all_logits = fg.all_logits = true;
-      fc.policy = cpu_policy.get();
-      fg.policy = gpu_policy.get();
-      KvCache cache_c = cpu.make_cache(), cache_g = gpu.make_cache();
+      const bool selective = po.kind != attention::PolicyKind::full;
       const std::string what = fmt::format("heads {}/{} d {} rope {} {} bias {} tied {} policy {}", shape.heads,
                                            shape.kv_heads, shape.head_dim, shape.rope_dim,
                                            shape.style == RopeStyle::rotate_half ? "rotate_half" : "adjacent",
                                            shape.bias, shape.tied, policy_name);
-      const Tensor want = cpu.forward(prompt, cache_c, fc), got = gpu.forward(prompt, cache_g, fg);
-      ASSERT_EQ(got.shape(), want.shape()) << what;
-      EXPECT_LT(relative_error(got, want), 2e-2) << what << " (prefill)";
-      EXPECT_EQ(cache_g.size(), cache_c.size()) << what;
-      for (int step = 0; step < 4; ++step) {  // decode, one token at a time
-        const int32_t next = token(rng);
-        const Tensor w1 = cpu.forward(std::span(&next, 1), cache_c, fc), g1 = gpu.forward(std::span(&next, 1), cache_g, fg);
-        EXPECT_LT(relative_error(g1, w1), 2e-2) << what << " (decode step " << step << ")";
+      // The GPU with the policy, recording what it selects; then the CPU attending to the same.
+      std::vector<std::vector<int64_t>> gpu_rows, cpu_rows;
+      const std::unique_ptr<attention::Policy> gpu_policy = selective ? attention::make_policy(po, gpu.config()) : nullptr;
+      ForwardOptions fg;
+      fg.chunk = 64;
+      fg.all_logits = true;
+      fg.policy = gpu_policy.get();
+      fg.hook = record_rows(gpu_rows);
+      KvCache cache_g = gpu.make_cache();
+      std::vector<Tensor> got{gpu.forward(prompt, cache_g, fg)};
+      for (size_t i = 133; i < ids.size(); ++i) got.push_back(gpu.forward(std::span(&ids[i], 1), cache_g, fg));
+
+      ReplayPolicy replay(po, gpu_rows);
+      ForwardOptions fc = fg;
+      fc.policy = selective ? &replay : nullptr;
+      fc.hook = nullptr;
+      KvCache cache_c = cpu.make_cache();
+      std::vector<Tensor> want{cpu.forward(prompt, cache_c, fc)};
+      for (size_t i = 133; i < ids.size(); ++i) want.push_back(cpu.forward(std::span(&ids[i], 1), cache_c, fc));
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].shape(), want[i].shape()) << what;
+        EXPECT_LT(relative_error(got[i], want[i]), 2e-2) << what << (i == 0 ? " (prefill)" : " (decode step)") << i;
       }
+      EXPECT_EQ(cache_g.size(), cache_c.size()) << what;
+      if (!selective) continue;
+      // The GPU's selection against the CPU policy's own: equal but for top-k boundaries that
+      // bf16 keys and queries move.
+      const std::unique_ptr<attention::Policy> own = attention::make_policy(po, cpu.config());
+      ForwardOptions fo = fc;
+      fo.policy = own.get();
+      fo.hook = record_rows(cpu_rows);
+      KvCache cache_o = cpu.make_cache();
+      cpu.forward(prompt, cache_o, fo);
+      for (size_t i = 133; i < ids.size(); ++i) cpu.forward(std::span(&ids[i], 1), cache_o, fo);
+      ASSERT_EQ(gpu_rows.size(), cpu_rows.size()) << what;
+      const double agree = overlap(gpu_rows, cpu_rows);
+      std::printf("%s: %.1f%% of the GPU's long-branch rows are the CPU's\n", what.c_str(), 100.0 * agree);
+      EXPECT_GE(agree, po.kind == attention::PolicyKind::streaming ? 1.0 : 0.9) << what;
+    }
+  }
+}
+
+// Every named intermediate of a prefill (full attention), GPU against CPU: where the logits
+// differ, this says which op.
+TEST_F(CudaTest, ForwardIntermediatesMatchCpu) {
+  std::mt19937_64 rng(test::test_seed(43));
+  for (const TinyShape& shape : {TinyShape{4, 2, 64, 64, RopeStyle::rotate_half, false, true},
+                                 TinyShape{6, 2, 128, 128, RopeStyle::rotate_half, false, true},
+                                 TinyShape{8, 8, 128, 128, RopeStyle::rotate_half, false, true}}) {
+    LlamaModel cpu = random_model(shape, rng);
+    LlamaModel gpu(cpu.config(), cpu.weights());
+    gpu.use_device(Device::cuda);
+    std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
+    std::vector<int32_t> ids(40);
+    for (int32_t& id : ids) id = token(rng);
+    std::map<std::string, Tensor> seen[2];
+    for (int which = 0; which < 2; ++which) {
+      ForwardOptions f;
+      f.chunk = 64;
+      f.hook = [&](std::string_view name, int64_t layer, const TensorView& v) {
+        Tensor t(v.shape);
+        std::memcpy(t.data(), v.data, size_t(v.numel()) * sizeof(float));
+        seen[which][fmt::format("{}:{}", layer, name)] = std::move(t);
+      };
+      KvCache cache = (which == 0 ? cpu : gpu).make_cache();
+      (which == 0 ? cpu : gpu).forward(ids, cache, f);
+    }
+    for (const auto& [name, want] : seen[0]) {
+      ASSERT_TRUE(seen[1].count(name)) << name;
+      const Tensor& got = seen[1].at(name);
+      ASSERT_EQ(got.shape(), want.shape()) << name;
+      const double err = relative_error(got, want);
+      EXPECT_LT(err, 2e-2) << "heads " << shape.heads << "/" << shape.kv_heads << " d " << shape.head_dim << ": " << name;
     }
   }
 }
