@@ -110,7 +110,7 @@ constexpr int kPoolTile = 2048;
 __global__ void __launch_bounds__(kThreads) importance_pool_kernel(ImportanceParams p) {
   extern __shared__ float f_shared[];  // [kPoolTile + 2 eps]
   __shared__ float row_max[kMaxScoreQueries];
-  if (threadIdx.x < p.T) row_max[threadIdx.x] = key_float(p.row_max[threadIdx.x]);
+  if (threadIdx.x < p.T) row_max[threadIdx.x] = p.row_max != nullptr ? key_float(p.row_max[threadIdx.x]) : 0.0f;
   __syncthreads();
   const int64_t tile0 = int64_t(blockIdx.x) * kPoolTile;
   const int span = kPoolTile + 2 * p.eps;
@@ -129,6 +129,83 @@ __global__ void __launch_bounds__(kThreads) importance_pool_kernel(ImportancePar
     float v = f_shared[i + p.eps];
     for (int j = 0; j <= 2 * p.eps; ++j) v = fmaxf(v, f_shared[i + j]);
     p.importance[m] = p.accumulate ? fmaxf(p.importance[m], v) : v;
+  }
+}
+
+// ---- chunk importance (many queries) ---------------------------------------------------------
+
+constexpr int kChunkTileFloats = 4096;  // a tile of keys (as float) in shared memory
+constexpr int kChunkQueriesPerThread = kChunkScoreFloats / 8 / kThreads;  // T <= 8192 / dim, dim >= 8
+
+// Pass 1: the per-query maxima. A block stages tiles of keys in shared memory; thread t keeps the
+// running maxima of queries t, t + kThreads, ... The queries are staged transposed ([dim, T]), so
+// that a warp's 32 queries read 32 banks (as [T, dim] they would collide dim-ways).
+__global__ void __launch_bounds__(kThreads) chunk_row_max_kernel(ChunkImportanceParams p) {
+  extern __shared__ float chunk_shared[];
+  float* qs = chunk_shared;                      // [dim, T]
+  float* ks = chunk_shared + p.T * p.dim;        // [tile, dim]
+  for (int i = threadIdx.x; i < p.T * p.dim; i += blockDim.x) qs[(i % p.dim) * p.T + i / p.dim] = p.q[i];
+  const int tile_rows = kChunkTileFloats / p.dim;
+  const int64_t n = p.end - p.begin, tiles = (n + tile_rows - 1) / tile_rows;
+  float best[kChunkQueriesPerThread];
+  for (int j = 0; j < kChunkQueriesPerThread; ++j) best[j] = -INFINITY;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    __syncthreads();  // the previous tile is consumed (and q staged)
+    const int64_t m0 = p.begin + tile * tile_rows;
+    const int count = int(p.end - m0 < tile_rows ? p.end - m0 : tile_rows);
+    for (int i = threadIdx.x; i < count * p.dim; i += blockDim.x) ks[i] = __bfloat162float(p.k[m0 * p.dim + i]);
+    __syncthreads();
+    for (int j = 0; j < kChunkQueriesPerThread; ++j) {
+      const int c = threadIdx.x + j * kThreads;
+      if (c >= p.T) break;
+      for (int r = 0; r < count; ++r) {
+        const float* kr = ks + r * p.dim;  // the same address across the warp: a broadcast
+        float s = 0.0f;
+        for (int i = 0; i < p.dim; ++i) s = fmaf(qs[i * p.T + c], kr[i], s);
+        best[j] = fmaxf(best[j], s);
+      }
+    }
+  }
+  for (int j = 0; j < kChunkQueriesPerThread; ++j) {
+    const int c = threadIdx.x + j * kThreads;
+    if (c < p.T && best[j] > -INFINITY) atomicMax(p.row_max + c, float_key(best[j]));
+  }
+}
+
+// Pass 2: a thread per key, the max over the chunk's queries of the score less the query's maximum.
+// KMAX > 0: the key (dim <= KMAX) is held in registers; 0: read from memory per query.
+template <int KMAX>
+__global__ void __launch_bounds__(kThreads) chunk_importance_kernel(ChunkImportanceParams p) {
+  extern __shared__ float chunk_shared[];
+  float* qs = chunk_shared;               // [T, dim]
+  float* rm = chunk_shared + p.T * p.dim; // [T]
+  for (int i = threadIdx.x; i < p.T * p.dim; i += blockDim.x) qs[i] = p.q[i];
+  for (int c = threadIdx.x; c < p.T; c += blockDim.x) rm[c] = key_float(p.row_max[c]);
+  __syncthreads();
+  for (int64_t m = p.begin + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; m < p.end;
+       m += int64_t(gridDim.x) * blockDim.x) {
+    const __nv_bfloat16* km = p.k + m * p.dim;
+    float f = -INFINITY;
+    if constexpr (KMAX > 0) {
+      float key[KMAX];
+#pragma unroll
+      for (int i = 0; i < KMAX; ++i) key[i] = i < p.dim ? __bfloat162float(km[i]) : 0.0f;
+      for (int c = 0; c < p.T; ++c) {
+        const float* qc = qs + c * p.dim;  // the same address across the warp: a broadcast
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < KMAX; ++i) s = i < p.dim ? fmaf(qc[i], key[i], s) : s;
+        f = fmaxf(f, s - rm[c]);
+      }
+    } else {
+      for (int c = 0; c < p.T; ++c) {
+        const float* qc = qs + c * p.dim;
+        float s = 0.0f;
+        for (int i = 0; i < p.dim; ++i) s = fmaf(qc[i], __bfloat162float(km[i]), s);
+        f = fmaxf(f, s - rm[c]);
+      }
+    }
+    p.importance[m - p.begin] = f;
   }
 }
 
@@ -351,6 +428,30 @@ cudaError_t launch_importance_pool(const ImportanceParams& p, cudaStream_t strea
   if (p.n == 0) return cudaSuccess;
   const int blocks = int((p.n + kPoolTile - 1) / kPoolTile);
   importance_pool_kernel<<<blocks, kThreads, sizeof(float) * (kPoolTile + 2 * p.eps), stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_chunk_importance(const ChunkImportanceParams& p, cudaStream_t stream) {
+  if (p.dim < 8 || p.dim % 8 != 0 || p.dim > 256 || p.T < 1 || int64_t(p.T) * p.dim > kChunkScoreFloats ||
+      p.end < p.begin) {
+    return cudaErrorInvalidValue;
+  }
+  cudaError_t status = cudaMemsetAsync(p.row_max, 0, sizeof(unsigned int) * size_t(p.T), stream);
+  if (status != cudaSuccess || p.end == p.begin) return status;
+  const int64_t n = p.end - p.begin, tile_rows = kChunkTileFloats / p.dim;
+  const int sms = current_multiprocessors();
+  const int pass1 = int(std::min<int64_t>((n + tile_rows - 1) / tile_rows, 2 * int64_t(sms)));
+  chunk_row_max_kernel<<<pass1, kThreads, sizeof(float) * size_t(p.T * p.dim + tile_rows * p.dim), stream>>>(p);
+  const int pass2 = int(std::min<int64_t>((n + kThreads - 1) / kThreads, 8 * int64_t(sms)));
+  // + 32 floats: the unrolled loop of a register-held key may read past the last query's row.
+  const size_t shared2 = sizeof(float) * size_t(p.T * p.dim + p.T + 32);
+  if (p.dim <= 16) {
+    chunk_importance_kernel<16><<<pass2, kThreads, shared2, stream>>>(p);
+  } else if (p.dim <= 32) {
+    chunk_importance_kernel<32><<<pass2, kThreads, shared2, stream>>>(p);
+  } else {
+    chunk_importance_kernel<0><<<pass2, kThreads, shared2, stream>>>(p);
+  }
   return cudaGetLastError();
 }
 

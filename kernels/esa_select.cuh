@@ -31,9 +31,26 @@ struct CompressedScoreParams {
 };
 cudaError_t launch_compressed_scores(const CompressedScoreParams& p, cudaStream_t stream);
 
+/// A prefill chunk's importance without a score matrix: F[m] = max_c (q'_c . k'_m - max_m'
+/// q'_c . k'_m') over rows [begin, end), unpooled, in two passes over k' (the per-query maxima,
+/// then F). For T * dim <= kChunkScoreFloats (a 512-query chunk at d' = 16); pool F with
+/// launch_importance_pool (T = 1, row_max = nullptr).
+constexpr int kChunkScoreFloats = 8192;
+
+struct ChunkImportanceParams {
+  const float* q;                // [T, dim] compressed queries
+  const __nv_bfloat16* k;        // [n_total, dim] compressed keys
+  int dim;                       // d', a multiple of 8, at most 256
+  int T;                         // 1 .. kChunkScoreFloats / dim
+  int64_t begin, end;            // scored rows [begin, end)
+  unsigned int* row_max;         // scratch [T]
+  float* importance;             // out: [end - begin], unpooled F
+};
+cudaError_t launch_chunk_importance(const ChunkImportanceParams& p, cudaStream_t stream);
+
 struct ImportanceParams {
   const float* scores;           // [T, n]
-  const unsigned int* row_max;   // [T] from launch_compressed_scores
+  const unsigned int* row_max;   // [T] from launch_compressed_scores; null: every maximum is 0
   int T;
   int64_t n;
   int eps;                       // max-pool half-width, 0 .. 1024

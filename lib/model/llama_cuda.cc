@@ -407,11 +407,20 @@ struct CudaForward::Impl {
     ESA_CUDA_CHECK(cuda::launch_to_bf16(esa_qfold.get(), esa_q16.get(), T * kw, stream));
     gemm(e.wq[size_t(l)].get(), e.dim, kw, esa_q16.get(), T, esa_qc.get());
     ESA_CUDA_CHECK(cuda::launch_add_bias(esa_qc.get(), e.bq[size_t(l)].get(), int(T), int(e.dim), stream));
-    // Importance over the middle tokens, kMaxScoreQueries queries at a time (max over groups).
     esa_scores.resize(size_t(cuda::kMaxScoreQueries * middle), "esa scores");
     esa_importance.resize(size_t(middle), "esa scores");
-    esa_row_max.resize(size_t(cuda::kMaxScoreQueries), "esa scores");
-    for (int64_t c0 = 0; c0 < T; c0 += cuda::kMaxScoreQueries) {
+    esa_row_max.resize(size_t(std::max<int64_t>(T, cuda::kMaxScoreQueries)), "esa scores");
+    // Importance over the middle tokens: a chunk in two passes over k' (no score matrix) ...
+    const bool whole_chunk = T > cuda::kMaxScoreQueries && T * e.dim <= cuda::kChunkScoreFloats;
+    if (whole_chunk) {
+      cuda::ChunkImportanceParams cp{esa_qc.get(), e.kc[size_t(l)].get(), int(e.dim), int(T), m0, m1,
+                                     esa_row_max.get(), esa_scores.get()};
+      ESA_CUDA_CHECK(cuda::launch_chunk_importance(cp, stream));
+      cuda::ImportanceParams ip{esa_scores.get(), nullptr, 1, middle, int(o.eps), esa_importance.get()};
+      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+    }
+    // ... or kMaxScoreQueries queries at a time (decode; the max over groups for a larger d').
+    for (int64_t c0 = 0; c0 < T && !whole_chunk; c0 += cuda::kMaxScoreQueries) {
       const int tg = int(std::min<int64_t>(cuda::kMaxScoreQueries, T - c0));
       cuda::CompressedScoreParams sp{esa_qc.get() + c0 * e.dim, e.kc[size_t(l)].get(), int(e.dim), tg, m0, m1,
                                      esa_scores.get(), esa_row_max.get()};

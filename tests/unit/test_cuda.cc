@@ -194,6 +194,55 @@ TEST_F(CudaTest, CompressedImportanceMatchesCpu) {
   }
 }
 
+// A prefill chunk's importance in two passes (launch_chunk_importance), pooled by
+// launch_importance_pool with T = 1 and no maxima, against chunk_importance + proximity_max_pool.
+TEST_F(CudaTest, ChunkImportanceMatchesCpu) {
+  std::mt19937_64 rng(test::test_seed(24));
+  std::normal_distribution<float> normal;
+  for (const auto& [dim, T] : {std::pair{8, 17}, std::pair{16, 512}, std::pair{16, 100}, std::pair{64, 128},
+                               std::pair{256, 32}}) {
+    for (int64_t n : {int64_t(1), int64_t(33), int64_t(1025), int64_t(70001)}) {
+      for (int eps : {0, 3}) {
+        const int64_t begin = 9, total = begin + n + 3;
+        std::vector<uint16_t> k_bits(size_t(total * dim));
+        std::vector<float> k_float(k_bits.size()), q(size_t(T * dim));
+        for (size_t i = 0; i < k_bits.size(); ++i) {
+          k_bits[i] = to_bf16(normal(rng));
+          k_float[i] = bf16_to_float(k_bits[i]);
+        }
+        for (float& x : q) x = normal(rng);
+        const attention::ScoreBlockFn block = [&](int64_t m0, int64_t count, float* out) {
+          for (int c = 0; c < T; ++c) {
+            for (int64_t j = 0; j < count; ++j) {
+              double dot = 0.0;
+              for (int i = 0; i < dim; ++i) dot += double(q[size_t(c * dim + i)]) * k_float[size_t((begin + m0 + j) * dim + i)];
+              out[c * count + j] = float(dot);
+            }
+          }
+        };
+        const std::vector<float> cpu = attention::proximity_max_pool(attention::chunk_importance(T, n, block), eps);
+        const DeviceArray<float> d_q(q);
+        const DeviceArray<uint16_t> d_k(k_bits);
+        DeviceArray<float> d_f{static_cast<size_t>(n)}, d_importance{static_cast<size_t>(n)};
+        DeviceArray<unsigned int> d_max{static_cast<size_t>(T)};
+        cuda::ChunkImportanceParams cp{d_q.ptr, reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), dim, T, begin,
+                                       begin + n, d_max.ptr, d_f.ptr};
+        ASSERT_EQ(cuda::launch_chunk_importance(cp, nullptr), cudaSuccess);
+        cuda::ImportanceParams ip{d_f.ptr, nullptr, 1, n, eps, d_importance.ptr};
+        ASSERT_EQ(cuda::launch_importance_pool(ip, nullptr), cudaSuccess);
+        const std::vector<float> gpu = d_importance.download();
+        double worst = 0.0, scale = 1.0;
+        for (size_t i = 0; i < cpu.size(); ++i) scale = std::max(scale, double(std::fabs(cpu[i])));
+        for (size_t i = 0; i < cpu.size(); ++i) worst = std::max(worst, std::fabs(double(gpu[i]) - cpu[i]) / scale);
+        EXPECT_LT(worst, 4e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+      }
+    }
+  }
+  DeviceArray<float> d_q{size_t(1)};
+  cuda::ChunkImportanceParams too_big{d_q.ptr, nullptr, 16, 513, 0, 1, nullptr, nullptr};  // T * dim > 8192
+  EXPECT_EQ(cuda::launch_chunk_importance(too_big, nullptr), cudaErrorInvalidValue);
+}
+
 struct AttentionCase {
   int hq, hkv, d;
   RopeStyle style;
