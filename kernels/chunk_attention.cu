@@ -3,15 +3,10 @@
 
 #include <cfloat>
 
+#include "grid_stride.cuh"
+
 namespace esa::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return unsigned(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
 
 // A thread per (row, head, pair), then the unrotated tail.
 __global__ void rope_rows_kernel(const __nv_bfloat16* keys, int64_t begin, int64_t n, int heads, int d,
@@ -58,18 +53,18 @@ __device__ float block_reduce(float v, bool is_max, float* shared) {
   __syncthreads();
   if (threadIdx.x == 0) {
     float r = shared[0];
-    for (int w = 1; w < kThreads / 32; ++w) r = is_max ? fmaxf(r, shared[w]) : r + shared[w];
-    shared[kThreads / 32] = r;
+    for (int w = 1; w < kElementThreads / 32; ++w) r = is_max ? fmaxf(r, shared[w]) : r + shared[w];
+    shared[kElementThreads / 32] = r;
   }
   __syncthreads();
-  const float r = shared[kThreads / 32];
+  const float r = shared[kElementThreads / 32];
   __syncthreads();
   return r;
 }
 
 // One block per (query, head) row: max, sum of exp, then the normalised probabilities.
-__global__ void __launch_bounds__(kThreads) chunk_softmax_kernel(ChunkSoftmaxParams p) {
-  __shared__ float shared[kThreads / 32 + 1];
+__global__ void __launch_bounds__(kElementThreads) chunk_softmax_kernel(ChunkSoftmaxParams p) {
+  __shared__ float shared[kElementThreads / 32 + 1];
   const int t = blockIdx.x, h = blockIdx.y;
   const int64_t row = int64_t(h) * p.T + t;
   const float* s = p.scores + row * p.columns;
@@ -95,7 +90,7 @@ cudaError_t launch_rope_rows(const __nv_bfloat16* keys, int64_t begin, int64_t e
                              const RopeTables& rope, __nv_bfloat16* out, cudaStream_t stream) {
   if (end < begin || begin < 0 || heads <= 0 || rope.half <= 0 || 2 * rope.half > d) return cudaErrorInvalidValue;
   if (end == begin) return cudaSuccess;
-  rope_rows_kernel<<<blocks_for((end - begin) * heads * rope.half), kThreads, 0, stream>>>(keys, begin, end - begin,
+  rope_rows_kernel<<<element_blocks((end - begin) * heads * rope.half), kElementThreads, 0, stream>>>(keys, begin, end - begin,
                                                                                           heads, d, rope, out);
   return cudaGetLastError();
 }
@@ -104,14 +99,14 @@ cudaError_t launch_gather_rows(const __nv_bfloat16* k, const __nv_bfloat16* v, c
                                __nv_bfloat16* k_out, __nv_bfloat16* v_out, cudaStream_t stream) {
   if (n < 0 || width <= 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  gather_rows_kernel<<<blocks_for(int64_t(n) * width), kThreads, 0, stream>>>(k, v, rows, n, width, k_out, v_out);
+  gather_rows_kernel<<<element_blocks(int64_t(n) * width), kElementThreads, 0, stream>>>(k, v, rows, n, width, k_out, v_out);
   return cudaGetLastError();
 }
 
 cudaError_t launch_chunk_softmax(const ChunkSoftmaxParams& p, cudaStream_t stream) {
   if (p.T <= 0 || p.heads <= 0 || p.columns <= 0 || p.n_rows < 0 || p.n_rows > p.columns) return cudaErrorInvalidValue;
   if (p.T > 65535 * 1024 || p.heads > 65535) return cudaErrorInvalidValue;
-  chunk_softmax_kernel<<<dim3(unsigned(p.T), unsigned(p.heads)), kThreads, 0, stream>>>(p);
+  chunk_softmax_kernel<<<dim3(unsigned(p.T), unsigned(p.heads)), kElementThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

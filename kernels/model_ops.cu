@@ -2,15 +2,10 @@
 // per row; the forward's time is in the GEMMs and the attention.
 #include "model_ops.cuh"
 
+#include "grid_stride.cuh"
+
 namespace esa::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return unsigned(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
 
 __global__ void embed_rows_kernel(const __nv_bfloat16* table, const int* ids, int T, int hidden, float* out) {
   const int64_t n = int64_t(T) * hidden;
@@ -22,7 +17,7 @@ __global__ void embed_rows_kernel(const __nv_bfloat16* table, const int* ids, in
 
 __global__ void rms_norm_kernel(const float* x, const float* weight, int cols, float eps, __nv_bfloat16* out) {
   const float* xr = x + int64_t(blockIdx.x) * cols;
-  __shared__ double warp_sums[kThreads / 32];
+  __shared__ double warp_sums[kElementThreads / 32];
   __shared__ float inv;
   double ss = 0.0;
   for (int c = threadIdx.x; c < cols; c += blockDim.x) ss += double(xr[c]) * double(xr[c]);
@@ -31,7 +26,7 @@ __global__ void rms_norm_kernel(const float* x, const float* weight, int cols, f
   __syncthreads();
   if (threadIdx.x == 0) {
     double total = 0.0;
-    for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w];
+    for (int w = 0; w < kElementThreads / 32; ++w) total += warp_sums[w];
     inv = float(1.0 / sqrt(total / double(cols) + double(eps)));
   }
   __syncthreads();
@@ -114,28 +109,28 @@ __global__ void to_bf16_kernel(const float* in, __nv_bfloat16* out, int64_t n) {
 cudaError_t launch_embed_rows(const __nv_bfloat16* table, const int* ids, int T, int hidden, float* out,
                               cudaStream_t stream) {
   if (T <= 0 || hidden <= 0) return cudaErrorInvalidValue;
-  embed_rows_kernel<<<blocks_for(int64_t(T) * hidden), kThreads, 0, stream>>>(table, ids, T, hidden, out);
+  embed_rows_kernel<<<element_blocks(int64_t(T) * hidden), kElementThreads, 0, stream>>>(table, ids, T, hidden, out);
   return cudaGetLastError();
 }
 
 cudaError_t launch_rms_norm(const float* x, const float* weight, int rows, int cols, float eps, __nv_bfloat16* out,
                             cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return cudaErrorInvalidValue;
-  rms_norm_kernel<<<unsigned(rows), kThreads, 0, stream>>>(x, weight, cols, eps, out);
+  rms_norm_kernel<<<unsigned(rows), kElementThreads, 0, stream>>>(x, weight, cols, eps, out);
   return cudaGetLastError();
 }
 
 cudaError_t launch_add_bias(float* x, const float* bias, int rows, int cols, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return cudaErrorInvalidValue;
   const int64_t n = int64_t(rows) * cols;
-  add_bias_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, bias, n, cols);
+  add_bias_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(x, bias, n, cols);
   return cudaGetLastError();
 }
 
 cudaError_t launch_rope(const float* x, float* out, int T, int heads, int d, const RopeTables& rope,
                         int64_t first_position, int position_step, cudaStream_t stream) {
   if (T <= 0 || heads <= 0 || rope.half <= 0 || 2 * rope.half > d || first_position < 0) return cudaErrorInvalidValue;
-  rope_kernel<<<blocks_for(int64_t(T) * heads * rope.half), kThreads, 0, stream>>>(x, out, T, heads, d, rope,
+  rope_kernel<<<element_blocks(int64_t(T) * heads * rope.half), kElementThreads, 0, stream>>>(x, out, T, heads, d, rope,
                                                                                    first_position, position_step);
   return cudaGetLastError();
 }
@@ -144,31 +139,31 @@ cudaError_t launch_store_kv(const float* k, const float* v, int T, int width, __
                             __nv_bfloat16* v_cache, int64_t first_row, cudaStream_t stream) {
   if (T <= 0 || width <= 0 || first_row < 0) return cudaErrorInvalidValue;
   const int64_t n = int64_t(T) * width;
-  store_kv_kernel<<<blocks_for(n), kThreads, 0, stream>>>(k, v, n, k_cache, v_cache, first_row * width);
+  store_kv_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(k, v, n, k_cache, v_cache, first_row * width);
   return cudaGetLastError();
 }
 
 cudaError_t launch_swiglu(const float* gate, const float* up, int64_t n, __nv_bfloat16* out, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, n, out);
+  swiglu_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(gate, up, n, out);
   return cudaGetLastError();
 }
 
 cudaError_t launch_gqa_fold(const float* q, int T, int hq, int hkv, int d, float* out, cudaStream_t stream) {
   if (T <= 0 || hkv <= 0 || hq % hkv != 0 || d <= 0) return cudaErrorInvalidValue;
-  gqa_fold_kernel<<<blocks_for(int64_t(T) * hkv * d), kThreads, 0, stream>>>(q, T, hq, hkv, d, out);
+  gqa_fold_kernel<<<element_blocks(int64_t(T) * hkv * d), kElementThreads, 0, stream>>>(q, T, hq, hkv, d, out);
   return cudaGetLastError();
 }
 
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
+  add_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(x, y, n);
   return cudaGetLastError();
 }
 
 cudaError_t launch_to_bf16(const float* in, __nv_bfloat16* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(in, out, n);
+  to_bf16_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(in, out, n);
   return cudaGetLastError();
 }
 

@@ -149,33 +149,55 @@ TEST_F(CudaTest, TopKMatchesCpuExactly) {
 
 // Compressed scores, the per-query max subtraction, the max over the chunk and the proximity
 // max-pool against chunk_importance + proximity_max_pool on the same bf16 keys.
+// Random bf16 compressed keys (rows [0, begin + n + 3)) and float queries [T, dim], and the CPU's
+// pooled importance of rows [begin, begin + n): chunk_importance + proximity_max_pool, dots in double.
+struct ImportanceCase {
+  std::vector<uint16_t> k_bits;
+  std::vector<float> q, cpu;
+};
+
+ImportanceCase importance_case(int dim, int T, int64_t begin, int64_t n, int eps, std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  ImportanceCase c;
+  c.k_bits.resize(size_t((begin + n + 3) * dim));
+  std::vector<float> k_float(c.k_bits.size());
+  for (size_t i = 0; i < c.k_bits.size(); ++i) {
+    c.k_bits[i] = to_bf16(normal(rng));
+    k_float[i] = bf16_to_float(c.k_bits[i]);
+  }
+  c.q.resize(size_t(T * dim));
+  for (float& x : c.q) x = normal(rng);
+  const attention::ScoreBlockFn block = [&](int64_t m0, int64_t count, float* out) {
+    for (int t = 0; t < T; ++t) {
+      for (int64_t j = 0; j < count; ++j) {
+        double dot = 0.0;
+        for (int i = 0; i < dim; ++i) dot += double(c.q[size_t(t * dim + i)]) * k_float[size_t((begin + m0 + j) * dim + i)];
+        out[t * count + j] = float(dot);
+      }
+    }
+  };
+  c.cpu = attention::proximity_max_pool(attention::chunk_importance(T, n, block), eps);
+  return c;
+}
+
+// Largest difference relative to the largest |value| (at least 1).
+double worst_scaled_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double worst = 0.0, scale = 1.0;
+  for (float w : want) scale = std::max(scale, double(std::fabs(w)));
+  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - want[i]) / scale);
+  return worst;
+}
+
 TEST_F(CudaTest, CompressedImportanceMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(22));
-  std::normal_distribution<float> normal;
   for (int dim : {8, 32, 96, 128}) {
     for (int T : {1, 3, 16}) {
       for (int64_t n : {int64_t(1), int64_t(33), int64_t(1025), int64_t(70001)}) {
         for (int eps : {0, 1, 3}) {
-          const int64_t begin = 17, total = begin + n + 5;
-          std::vector<uint16_t> k_bits(size_t(total * dim));
-          std::vector<float> k_float(k_bits.size()), q(size_t(T * dim));
-          for (size_t i = 0; i < k_bits.size(); ++i) {
-            k_bits[i] = to_bf16(normal(rng));
-            k_float[i] = bf16_to_float(k_bits[i]);
-          }
-          for (float& x : q) x = normal(rng);
-          const attention::ScoreBlockFn block = [&](int64_t m0, int64_t count, float* out) {
-            for (int c = 0; c < T; ++c) {
-              for (int64_t j = 0; j < count; ++j) {
-                double dot = 0.0;
-                for (int i = 0; i < dim; ++i) dot += double(q[size_t(c * dim + i)]) * k_float[size_t((begin + m0 + j) * dim + i)];
-                out[c * count + j] = float(dot);
-              }
-            }
-          };
-          const std::vector<float> cpu = attention::proximity_max_pool(attention::chunk_importance(T, n, block), eps);
-          const DeviceArray<float> d_q(q);
-          const DeviceArray<uint16_t> d_k(k_bits);
+          const int64_t begin = 17;
+          const ImportanceCase c = importance_case(dim, T, begin, n, eps, rng);
+          const DeviceArray<float> d_q(c.q);
+          const DeviceArray<uint16_t> d_k(c.k_bits);
           DeviceArray<float> d_scores{static_cast<size_t>(T * n)}, d_importance{static_cast<size_t>(n)};
           DeviceArray<unsigned int> d_max{static_cast<size_t>(T)};
           cuda::CompressedScoreParams sp{d_q.ptr, reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), dim, T, begin,
@@ -183,11 +205,7 @@ TEST_F(CudaTest, CompressedImportanceMatchesCpu) {
           ASSERT_EQ(cuda::launch_compressed_scores(sp, nullptr), cudaSuccess);
           cuda::ImportanceParams ip{d_scores.ptr, d_max.ptr, T, n, eps, d_importance.ptr};
           ASSERT_EQ(cuda::launch_importance_pool(ip, nullptr), cudaSuccess);
-          const std::vector<float> gpu = d_importance.download();
-          double worst = 0.0, scale = 1.0;
-          for (size_t i = 0; i < cpu.size(); ++i) scale = std::max(scale, double(std::fabs(cpu[i])));
-          for (size_t i = 0; i < cpu.size(); ++i) worst = std::max(worst, std::fabs(double(gpu[i]) - cpu[i]) / scale);
-          EXPECT_LT(worst, 2e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+          EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), 2e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
         }
       }
     }
@@ -198,31 +216,14 @@ TEST_F(CudaTest, CompressedImportanceMatchesCpu) {
 // launch_importance_pool with T = 1 and no maxima, against chunk_importance + proximity_max_pool.
 TEST_F(CudaTest, ChunkImportanceMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(24));
-  std::normal_distribution<float> normal;
   for (const auto& [dim, T] : {std::pair{8, 17}, std::pair{16, 512}, std::pair{16, 100}, std::pair{64, 128},
                                std::pair{256, 32}}) {
     for (int64_t n : {int64_t(1), int64_t(33), int64_t(1025), int64_t(70001)}) {
       for (int eps : {0, 3}) {
-        const int64_t begin = 9, total = begin + n + 3;
-        std::vector<uint16_t> k_bits(size_t(total * dim));
-        std::vector<float> k_float(k_bits.size()), q(size_t(T * dim));
-        for (size_t i = 0; i < k_bits.size(); ++i) {
-          k_bits[i] = to_bf16(normal(rng));
-          k_float[i] = bf16_to_float(k_bits[i]);
-        }
-        for (float& x : q) x = normal(rng);
-        const attention::ScoreBlockFn block = [&](int64_t m0, int64_t count, float* out) {
-          for (int c = 0; c < T; ++c) {
-            for (int64_t j = 0; j < count; ++j) {
-              double dot = 0.0;
-              for (int i = 0; i < dim; ++i) dot += double(q[size_t(c * dim + i)]) * k_float[size_t((begin + m0 + j) * dim + i)];
-              out[c * count + j] = float(dot);
-            }
-          }
-        };
-        const std::vector<float> cpu = attention::proximity_max_pool(attention::chunk_importance(T, n, block), eps);
-        const DeviceArray<float> d_q(q);
-        const DeviceArray<uint16_t> d_k(k_bits);
+        const int64_t begin = 9;
+        const ImportanceCase c = importance_case(dim, T, begin, n, eps, rng);
+        const DeviceArray<float> d_q(c.q);
+        const DeviceArray<uint16_t> d_k(c.k_bits);
         DeviceArray<float> d_f{static_cast<size_t>(n)}, d_importance{static_cast<size_t>(n)};
         DeviceArray<unsigned int> d_max{static_cast<size_t>(T)};
         cuda::ChunkImportanceParams cp{d_q.ptr, reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), dim, T, begin,
@@ -230,11 +231,7 @@ TEST_F(CudaTest, ChunkImportanceMatchesCpu) {
         ASSERT_EQ(cuda::launch_chunk_importance(cp, nullptr), cudaSuccess);
         cuda::ImportanceParams ip{d_f.ptr, nullptr, 1, n, eps, d_importance.ptr};
         ASSERT_EQ(cuda::launch_importance_pool(ip, nullptr), cudaSuccess);
-        const std::vector<float> gpu = d_importance.download();
-        double worst = 0.0, scale = 1.0;
-        for (size_t i = 0; i < cpu.size(); ++i) scale = std::max(scale, double(std::fabs(cpu[i])));
-        for (size_t i = 0; i < cpu.size(); ++i) worst = std::max(worst, std::fabs(double(gpu[i]) - cpu[i]) / scale);
-        EXPECT_LT(worst, 4e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+        EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), 4e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
       }
     }
   }
