@@ -180,6 +180,9 @@ ImportanceCase importance_case(int dim, int T, int64_t begin, int64_t n, int eps
   return c;
 }
 
+// The kernels accumulate dot products in float32, the reference in double: the bound grows with d'.
+double importance_tolerance(double base, int dim) { return base + 4e-8 * dim; }
+
 // Largest difference relative to the largest |value| (at least 1).
 double worst_scaled_error(const std::vector<float>& got, const std::vector<float>& want) {
   double worst = 0.0, scale = 1.0;
@@ -205,7 +208,7 @@ TEST_F(CudaTest, CompressedImportanceMatchesCpu) {
           ASSERT_EQ(cuda::launch_compressed_scores(sp, nullptr), cudaSuccess);
           cuda::ImportanceParams ip{d_scores.ptr, d_max.ptr, T, n, eps, d_importance.ptr};
           ASSERT_EQ(cuda::launch_importance_pool(ip, nullptr), cudaSuccess);
-          EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), 2e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+          EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), importance_tolerance(2e-6, dim)) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
         }
       }
     }
@@ -231,7 +234,7 @@ TEST_F(CudaTest, ChunkImportanceMatchesCpu) {
         ASSERT_EQ(cuda::launch_chunk_importance(cp, nullptr), cudaSuccess);
         cuda::ImportanceParams ip{d_f.ptr, nullptr, 1, n, eps, d_importance.ptr};
         ASSERT_EQ(cuda::launch_importance_pool(ip, nullptr), cudaSuccess);
-        EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), 4e-6) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+        EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), importance_tolerance(4e-6, dim)) << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
       }
     }
   }
