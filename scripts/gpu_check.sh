@@ -42,18 +42,11 @@ else
   RESULT["torch peer"]="no torch with CUDA here"; : > /tmp/gpu_torch_attention.txt
 fi
 
-# Model speed, full attention: a random-weight checkpoint written by transformers, timed there
-# (SDPA) and by esa's loader and GPU forward. MODEL_SHAPE / MODEL_PREFILL override.
-if python3 -c "import torch, transformers; assert torch.cuda.is_available()" 2>/dev/null; then
-  CKPT="${TMPDIR:-/tmp}/esa_random_${MODEL_SHAPE:-smollm2}"
-  python3 "$ROOT/scripts/bench_torch_model.py" --shape "${MODEL_SHAPE:-smollm2}" --save "$CKPT" \
-    --prefill "${MODEL_PREFILL:-8k,32k}" --decode 64 2>>"$LOG" | tee -a "$LOG" > /tmp/gpu_torch_model.txt
-  "$BIN/esa" bench model -m "$CKPT" --prefill "${MODEL_PREFILL:-8k,32k}" --decode 64 --device cuda 2>>"$LOG" |
-    tee -a "$LOG" > /tmp/gpu_esa_model.txt
-  RESULT["esa bench model"]=$([[ ${PIPESTATUS[0]} == 0 ]] && echo pass || echo FAIL)
-else
-  RESULT["esa bench model"]="no torch/transformers with CUDA here"; : > /tmp/gpu_torch_model.txt; : > /tmp/gpu_esa_model.txt
-fi
+# Model speed: a random-weight checkpoint written by transformers, timed there (SDPA) and by esa's
+# loader and GPU forward (full and esa). MODEL_SHAPE / MODEL_PREFILL / MODEL_DECODE override.
+bash "$ROOT/scripts/gpu_model_bench.sh" "$BUNDLE" > /tmp/gpu_model.txt 2>>"$LOG"
+case $? in 0) RESULT["esa bench model"]=pass ;; 2) RESULT["esa bench model"]="no torch/transformers with CUDA here" ;;
+  *) RESULT["esa bench model"]=FAIL ;; esac
 
 echo
 echo "gpu_check summary ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
@@ -83,6 +76,6 @@ for n in sorted({k[0] for k in esa}):
     print(f"{n:>8} {fmt(e.get('step')):>8} {fmt(fu.get('step')):>8} {fmt(s):>8} {ratio:>9} "
           f"{fmt(e.get('xfloor')):>10} {fmt(tk.get('step')):>8} {fmt(tt):>13}")
 PY
-echo "model speed, full attention (esa GPU forward, then transformers SDPA, same checkpoint and card):"
-cat /tmp/gpu_esa_model.txt /tmp/gpu_torch_model.txt
+echo "model speed (esa GPU forward, then transformers SDPA, same checkpoint and card):"
+cat /tmp/gpu_model.txt
 [[ "${RESULT["CUDA vs CPU"]}" == "pass" ]]

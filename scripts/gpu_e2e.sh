@@ -51,15 +51,24 @@ for suite in passkey multi-niah; do
     >"$OUTDIR/${suite}_long_gpu.txt" 2>>"$LOG" || echo "$suite long: stopped at the time budget (finished cases kept)" | tee -a "$LOG"
 done
 wait $cpu_pid
-# 4. The embedded model's speed, full attention: GPU, and CPU (every host core) at 8k.
+# 4. --kv-offload: esa's passkey cases at OFFLOAD_LENGTHS with the KV cache in host memory, and
+# the same cases with it on the GPU: the answers must agree (the arithmetic is the same).
+OFFLOAD_LENGTHS="${OFFLOAD_LENGTHS:-32k}"
+for where in resident offload; do
+  flag=(); [[ $where == offload ]] && flag=(--kv-offload)
+  "$BIN/esa" eval --suite passkey --haystack "$HAYSTACK" --lengths "$OFFLOAD_LENGTHS" --policy esa "${common[@]}" \
+    --device cuda "${flag[@]}" -o "$OUTDIR/offload_$where.h5" >"$OUTDIR/offload_$where.txt" 2>>"$LOG"
+done
+# 5. The embedded model's speed, full attention: GPU, and CPU (every host core) at 8k.
 "$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k,32k --decode 64 --device cuda >"$OUTDIR/bench_gpu.txt" 2>>"$LOG"
 timeout 90 "$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k --decode 16 --device cpu >"$OUTDIR/bench_cpu.txt" 2>>"$LOG"
 
 echo
 echo "gpu_e2e summary ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
 echo "logits GPU vs CPU: ${RESULT[logits]}"
-for f in passkey_cpu passkey_gpu passkey_long_gpu multi-niah_long_gpu bench_gpu bench_cpu; do
+for f in passkey_cpu passkey_gpu passkey_long_gpu multi-niah_long_gpu offload_resident offload_offload bench_gpu bench_cpu; do
   echo "-- $f"; cat "$OUTDIR/$f.txt" 2>/dev/null | tail -12
 done
 # Per case, the CPU's and the GPU's answers side by side (the h5 files hold both).
 python3 "$ROOT/scripts/compare_answers.py" "$OUTDIR/passkey_cpu.h5" "$OUTDIR/passkey_gpu.h5" || true
+python3 "$ROOT/scripts/compare_answers.py" "$OUTDIR/offload_resident.h5" "$OUTDIR/offload_offload.h5" || true

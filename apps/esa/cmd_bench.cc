@@ -13,6 +13,8 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "attention/projection.h"
+#include "attention/scoring_policies.h"
 #include "model/generate.h"
 #include "model/llama.h"
 #include "text/tokenizer.h"
@@ -114,6 +116,11 @@ struct BenchModelOptions {
   int threads = 0;
   uint64_t seed = 1234;
   std::string device = "cpu";
+  bool kv_offload = false;
+  std::string policies = "full";
+  attention::Budget budget{128, 2048, 4096, 512};
+  int64_t eps = 1;
+  int64_t dim = 128;
 };
 
 std::vector<int64_t> parse_lengths(const std::string& list, const char* flag) {
@@ -141,14 +148,16 @@ double peak_rss_mib() {
   return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-// Prefill and decode speed of the CPU engine with full attention on random token ids (speed
-// does not depend on the text). FLOPs counted: 2 per multiply-add of every projection and of
-// attention (QK^T and PV over the causal triangle); the LM head only for the last token.
+// Prefill and decode speed of the engine on random token ids (speed does not depend on the
+// text), per policy: full, or esa with a random projection of d' = --dim (its speed does not
+// depend on the projection's values). FLOPs counted for full: 2 per multiply-add of every
+// projection and of attention (QK^T and PV over the causal triangle); the LM head only for the
+// last token.
 void run_bench_model(const BenchModelOptions& opt) {
   ESA_CHECK(opt.decode >= 0, "--decode must be >= 0, got {}", opt.decode);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const std::vector<int64_t> lengths = parse_lengths(opt.prefill, "--prefill");
-  const Device device = parse_device(opt.device);
+  const Placement device = parse_placement(opt.device, opt.kv_offload);
   const LlamaModel model = LlamaModel::load(opt.model, device);
   const ModelConfig& c = model.config();
   for (int64_t p : lengths) {
@@ -159,19 +168,42 @@ void run_bench_model(const BenchModelOptions& opt) {
   }
   const double proj_params = double(c.n_layers) * double(c.hidden) *
                              double(2 * c.n_heads * c.head_dim + 2 * c.n_kv_heads * c.head_dim + 3 * c.ffn);
+  // The policies, built once (esa's projection for every layer).
+  std::vector<std::pair<std::string, std::unique_ptr<attention::Policy>>> policies;
+  for (const std::string& name : split_list(opt.policies, "--policy")) {
+    cli::PolicyFlags f;
+    f.policy = name;
+    f.budget = opt.budget;
+    f.budget.chunk = opt.chunk;
+    f.eps = opt.eps;
+    const attention::PolicyOptions po = cli::to_policy_options(f);
+    ESA_CHECK(po.kind == attention::PolicyKind::full || po.kind == attention::PolicyKind::esa,
+              "--policy: bench model runs full and esa, not '{}'", name);
+    ESA_CHECK(opt.dim >= 1, "--dim must be >= 1, got {}", opt.dim);
+    policies.emplace_back(name, po.kind == attention::PolicyKind::full
+                                    ? nullptr
+                                    : attention::make_esa_policy(po, attention::Projection::random(
+                                                                         c.n_layers, c.n_kv_heads * c.head_dim, opt.dim,
+                                                                         opt.seed)));
+  }
   std::mt19937_64 rng(opt.seed);
-  fmt::print("bench model: {} ({} layers, hidden {}), {}, chunk {}, full attention, {}\n", opt.model, c.n_layers,
-             c.hidden, device == Device::cpu ? fmt::format("{} threads", omp_get_max_threads()) : device_description(device),
-             opt.chunk, device == Device::cpu ? "float32" : "bf16 weights and cache");
-  fmt::print("{:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>12}\n", "prefill", "seconds", "tokens/s", "GFLOP/s",
-             "decode t/s", "KV MiB", "peak RSS MiB");
+  fmt::print("bench model: {} ({} layers, hidden {}), {}, chunk {}, {}; esa: budget {}+{}+{}, eps {}, random d' {}\n",
+             opt.model, c.n_layers, c.hidden,
+             device.device == Device::cpu ? fmt::format("{} threads", omp_get_max_threads())
+                                          : placement_description(device),
+             opt.chunk, device.device == Device::cpu ? "float32" : "bf16 weights and cache", opt.budget.init,
+             opt.budget.local, opt.budget.select, opt.eps, opt.dim);
+  fmt::print("{:<6} {:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>12}\n", "policy", "prefill", "seconds", "tokens/s",
+             "GFLOP/s", "decode t/s", "KV MiB", "peak RSS MiB");
   for (int64_t p : lengths) {
     std::vector<int32_t> ids(static_cast<size_t>(p));
     for (auto& id : ids) id = int32_t(rng() % uint64_t(c.vocab));
+    for (const auto& [name, policy] : policies) {
     KvCache cache = model.make_cache();
     cache.reserve(p + opt.decode);
     ForwardOptions fwd;
     fwd.chunk = opt.chunk;
+    fwd.policy = policy.get();
     const auto t0 = std::chrono::steady_clock::now();
     Tensor logits = model.forward(ids, cache, fwd);
     const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -184,10 +216,12 @@ void run_bench_model(const BenchModelOptions& opt) {
       logits = model.forward(std::span<const int32_t>(&next, 1), cache, fwd);
     }
     const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    fmt::print("{:>8} {:>10.2f} {:>12.1f} {:>10.1f} {:>12.1f} {:>10.1f} {:>12.0f}\n", p, prefill_s,
-               double(p) / prefill_s, flops / prefill_s / 1e9, opt.decode > 0 ? double(opt.decode) / decode_s : 0.0,
-               double(cache.bytes_allocated()) / (1 << 20), peak_rss_mib());
+    fmt::print("{:<6} {:>8} {:>10.2f} {:>12.1f} {:>10} {:>12.1f} {:>10.1f} {:>12.0f}\n", name, p, prefill_s,
+               double(p) / prefill_s, policy ? std::string("-") : fmt::format("{:.1f}", flops / prefill_s / 1e9),
+               opt.decode > 0 ? double(opt.decode) / decode_s : 0.0, double(cache.bytes_allocated()) / (1 << 20),
+               peak_rss_mib());
     std::fflush(stdout);
+    }
   }
 }
 
@@ -209,7 +243,7 @@ void register_bench(CLI::App& app) {
 
   auto mopt = std::make_shared<BenchModelOptions>();
   mopt->model = default_model_path();
-  CLI::App* model = bench->add_subcommand("model", "Prefill and decode speed of the CPU engine, and peak memory");
+  CLI::App* model = bench->add_subcommand("model", "Prefill and decode speed of the engine, and peak memory");
   model->add_option("--model,-m", mopt->model, "Model: a .gguf file or a Hugging Face folder")->capture_default_str();
   model->add_option("--prefill", mopt->prefill, "Prompt lengths to prefill (comma-separated; 4k = 4096)")
       ->capture_default_str();
@@ -217,7 +251,14 @@ void register_bench(CLI::App& app) {
   model->add_option("--chunk", mopt->chunk, "Prefill chunk size")->capture_default_str();
   model->add_option("--threads", mopt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
   model->add_option("--seed", mopt->seed, "Seed of the random prompt ids")->capture_default_str();
-  add_device_flag(model, mopt->device);
+  add_device_flags(model, mopt->device, mopt->kv_offload);
+  model->add_option("--policy", mopt->policies, "Policies to time, comma-separated: full, esa")->capture_default_str();
+  model->add_option("--init", mopt->budget.init, "esa: initial (sink) tokens")->capture_default_str();
+  model->add_option("--local", mopt->budget.local, "esa: local window")->capture_default_str();
+  model->add_option("--select", mopt->budget.select, "esa: middle tokens selected (top-k)")->capture_default_str();
+  model->add_option("--eps", mopt->eps, "esa: proximity max-pool half-width")->capture_default_str();
+  model->add_option("--dim", mopt->dim, "esa: compressed dimension d' of its random projection (speed does not "
+                    "depend on the projection's values)")->capture_default_str();
   model->callback([mopt] { run_bench_model(*mopt); });
 
   register_bench_attention(*bench);

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "model/kv_cache.h"
 #include "ops/rope.h"
+#include "policy_flags.h"
 
 namespace esa::cli {
 namespace {
@@ -47,21 +48,10 @@ Shape parse_shape(const std::string& name) {
   ESA_FAIL("--shape: unknown '{}' (expected llama3-8b, mistral-7b or smollm2-135m)", name);
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t end = std::min(s.find(',', start), s.size());
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 // "32768", "32k", "1m" (k = 1024): the cached tokens of each row.
 std::vector<int64_t> parse_contexts(const std::string& text) {
   std::vector<int64_t> out;
-  for (std::string item : split_list(text)) {
+  for (std::string item : split_list(text, "--context")) {
     int64_t unit = 1;
     if (!item.empty() && (item.back() == 'k' || item.back() == 'K')) unit = 1024, item.pop_back();
     else if (!item.empty() && (item.back() == 'm' || item.back() == 'M')) unit = 1024 * 1024, item.pop_back();
@@ -133,10 +123,10 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
       int64_t dim;  // esa: compressed dimension
     };
     std::vector<Row> rows;
-    for (const std::string& p : split_list(opt.policies)) {
+    for (const std::string& p : split_list(opt.policies, "--policy")) {
       const attention::PolicyKind kind = attention::parse_policy(p);
       if (kind == attention::PolicyKind::esa) {
-        for (const std::string& d : split_list(opt.dims)) rows.push_back({"esa d'=" + d, kind, std::stoll(d)});
+        for (const std::string& d : split_list(opt.dims, "--dim")) rows.push_back({"esa d'=" + d, kind, std::stoll(d)});
       } else {
         rows.push_back({p, kind, 0});
       }
@@ -219,8 +209,8 @@ void register_bench_attention(CLI::App& bench) {
     cuda_opt.d = shape.d;
     cuda_opt.rope_base = shape.rope_base;
     cuda_opt.contexts = parse_contexts(opt->contexts);
-    cuda_opt.policies = policy_flag->count() > 0 ? split_list(opt->policies) : std::vector<std::string>{"esa", "full", "topk"};
-    const std::vector<std::string> dims = split_list(opt->dims);
+    cuda_opt.policies = policy_flag->count() > 0 ? split_list(opt->policies, "--policy") : std::vector<std::string>{"esa", "full", "topk"};
+    const std::vector<std::string> dims = split_list(opt->dims, "--dim");
     ESA_CHECK(dims.size() == 1 || opt->dims == BenchAttentionOptions().dims,
               "--dim: the cuda bench takes one compressed dimension, got '{}'", opt->dims);
     cuda_opt.dim = opt->dims == BenchAttentionOptions().dims ? 128 : std::stoll(dims[0]);

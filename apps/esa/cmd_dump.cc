@@ -22,6 +22,7 @@ struct DumpCliOptions {
   calib::DumpOptions dump;
   int threads = 0;
   std::string device = "cpu";
+  bool kv_offload = false;
   bool quiet = false;
 };
 
@@ -32,13 +33,13 @@ void run_dump(DumpCliOptions& opt) {
   opt.dump.progress = !opt.quiet;
   const ModelSummary summary = summarize_model(opt.model);
   const auto tok = text::load_tokenizer(opt.model);
-  const Device device = parse_device(opt.device);
+  const Placement device = parse_placement(opt.device, opt.kv_offload);
   const LlamaModel model = LlamaModel::load(opt.model, device);
   opt.dump.layers = calib::parse_layer_list(opt.layers, model.config().n_layers);
   io::Provenance prov;
   prov.model = opt.model;
   prov.model_sha256 = summary.sha256;
-  prov.device = device_description(device);
+  prov.device = placement_description(device);
   const calib::DumpSummary s = calib::dump_qk(model, *tok, prov, opt.dump);
   fmt::print("{}: {} tokens in {} sequences, {} layers, score space {} (w = {}), {:.1f} MiB, {:.1f} s ({:.0f} tokens/s)\n",
              opt.dump.output, s.tokens, s.sequences, s.layers, opt.score_space, opt.dump.w,
@@ -67,7 +68,7 @@ void register_dump(CLI::App& app) {
   cmd->add_flag("--per-head-q", opt->dump.per_head_q, "Also record every query head (/layer_NN/q [T, heads, d])");
   cmd->add_option("--output,-o", opt->dump.output, "Output qk.h5")->required();
   cmd->add_flag("--force", opt->dump.force, "Overwrite an existing output");
-  add_device_flag(cmd, opt->device);
+  add_device_flags(cmd, opt->device, opt->kv_offload);
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
   cmd->add_flag("--quiet,-q", opt->quiet, "No progress on stderr");
   cmd->callback([opt] { run_dump(*opt); });

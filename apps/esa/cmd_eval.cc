@@ -38,21 +38,11 @@ struct EvalCliOptions {
   int64_t max_new = 0;
   bool diag = false;
   std::string device = "cpu";
+  bool kv_offload = false;
   std::string output;
   bool force = false, resume = false, quiet = false, dry_run = false, show_prompts = false;
   int threads = 0;
 };
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    ESA_CHECK(!item.empty(), "bad --policy '{}': an empty item", text);
-    out.push_back(item);
-  }
-  ESA_CHECK(!out.empty(), "--policy is empty");
-  return out;
-}
 
 std::string file_sha256_or_empty(const std::string& path) { return path.empty() ? "" : sha256_file(path); }
 
@@ -143,7 +133,7 @@ void write_results(const std::string& path, const io::Provenance& prov, const st
 
 void run_eval_command(EvalCliOptions& o) {
   ESA_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
-  const Device device = parse_device(o.device);
+  const Placement device = parse_placement(o.device, o.kv_offload);
   ESA_CHECK(o.chat == "auto" || o.chat == "on" || o.chat == "off", "bad --chat '{}' (expected auto, on or off)", o.chat);
   ESA_CHECK(!(o.resume && o.force), "--resume and --force contradict each other (continue, or start over?)");
   if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -155,7 +145,7 @@ void run_eval_command(EvalCliOptions& o) {
   ESA_CHECK(o.max_new >= 0, "--max-new must be >= 0, got {}", o.max_new);
   std::vector<tasks::EvalPolicy> policies;
   std::vector<std::string> labels;
-  for (const std::string& name : split_list(o.policy.policy)) {
+  for (const std::string& name : split_list(o.policy.policy, "--policy")) {
     PolicyFlags one = o.policy;
     one.policy = name;
     policies.push_back({name, to_policy_options(one)});
@@ -220,7 +210,7 @@ void run_eval_command(EvalCliOptions& o) {
   prov.model = o.model;
   prov.model_sha256 = summary.sha256;
   prov.seed = o.suite.seed;
-  prov.device = device_description(device);
+  prov.device = placement_description(device);
   const std::string config_str = config_text(config);
   tasks::EvalOptions eo;
   eo.grid = grid;
@@ -294,7 +284,7 @@ void register_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--diag", o->diag, "Record per-layer selection diagnostics per case (oracle recall, attention mass, "
                 "needle coverage); slow");
-  add_device_flag(cmd, o->device);
+  add_device_flags(cmd, o->device, o->kv_offload);
   cmd->add_option("--output,-o", o->output, "Output results.h5 (required unless --dry-run)");
   cmd->add_flag("--force", o->force, "Overwrite an existing output");
   cmd->add_flag("--resume", o->resume, "Continue the run that wrote the output: its cases are kept, not redone");

@@ -31,6 +31,7 @@ struct GenerateCliOptions {
   int threads = 0;
   int64_t max_context = 0;
   std::string device = "cpu";
+  bool kv_offload = false;
 };
 
 void run_generate(const GenerateCliOptions& opt) {
@@ -41,7 +42,7 @@ void run_generate(const GenerateCliOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const auto t0 = std::chrono::steady_clock::now();
   const auto tok = text::load_tokenizer(opt.model);
-  const LlamaModel model = LlamaModel::load(opt.model, parse_device(opt.device));
+  const LlamaModel model = LlamaModel::load(opt.model, parse_placement(opt.device, opt.kv_offload));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   text::check_utf8(opt.prompt, "--prompt");
@@ -115,7 +116,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--max-new,-n", opt->max_new, "Tokens to generate at most")->capture_default_str();
   cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
   add_policy_flags(cmd, opt->policy);
-  add_device_flag(cmd, opt->device);
+  add_device_flags(cmd, opt->device, opt->kv_offload);
   cmd->add_flag("--diag", opt->diag,
                 "Record per-layer selection diagnostics (oracle top-k recall, attention mass kept); slow");
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();

@@ -42,6 +42,7 @@ struct SweepCliOptions {
   bool dry_run = false, force = false, quiet = false;
   int threads = 0;
   std::string device = "cpu";
+  bool kv_offload = false;
 };
 
 // The loaded model of the last cell (cells of one model run back to back without reloading).
@@ -49,7 +50,7 @@ struct LoadedModel {
   std::string path, sha256;
   std::unique_ptr<text::Tokenizer> tok;
   std::unique_ptr<LlamaModel> model;
-  Device device = Device::cpu;
+  Placement device;
 };
 
 void load(LoadedModel& m, const std::string& path) {
@@ -79,7 +80,7 @@ std::string ensure_projection(const sweep::ProjectionRecipe& r, LoadedModel& m, 
     io::Provenance prov;
     prov.model = m.path;
     prov.model_sha256 = m.sha256;
-    prov.device = device_description(m.device);
+    prov.device = placement_description(m.device);
     calib::dump_qk(*m.model, *m.tok, prov, d);
   }
   calib::CalibrateOptions c;
@@ -201,8 +202,8 @@ void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
   header.axes = axes;
   header.grid_cells = int64_t(all.size());
   header.provenance.model = o.defaults.model;
-  const Device device = parse_device(o.device);
-  header.provenance.device = device_description(device);
+  const Placement device = parse_placement(o.device, o.kv_offload);
+  header.provenance.device = placement_description(device);
   std::vector<sweep::CellRecord> records;
   // Workers receive their cells from rank 0, which knows what is done.
   if (mpi.rank() == 0 && std::filesystem::exists(o.output) && !o.force) {
@@ -301,7 +302,7 @@ void register_sweep(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--dry-run", o->dry_run, "List the cells (of the shard) and run nothing");
   cmd->add_flag("--force", o->force, "Start over: ignore the finished cells of an existing output");
-  add_device_flag(cmd, o->device);
+  add_device_flags(cmd, o->device, o->kv_offload);
   cmd->add_option("--threads", o->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
   cmd->add_flag("--quiet,-q", o->quiet, "No progress on stderr");
   cmd->callback([o] { run_sweep(*o); });

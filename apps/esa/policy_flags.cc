@@ -1,12 +1,31 @@
 #include "policy_flags.h"
 
+#include <algorithm>
+
+#include "core/error.h"
+
 namespace esa::cli {
 
-void add_device_flag(CLI::App* cmd, std::string& device) {
+std::vector<std::string> split_list(const std::string& text, const char* flag) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    ESA_CHECK(end > start, "{} '{}': an empty item", flag, text);
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+void add_device_flags(CLI::App* cmd, std::string& device, bool& kv_offload) {
   cmd->add_option("--device", device,
-                  "cpu, or cuda: the forward pass on the GPU (bf16 weights and KV cache; a selective policy selects on "
-                  "the host)")
+                  "cpu, or cuda: the forward pass on the GPU (bf16 weights and KV cache; esa selects on the GPU, the "
+                  "other selective policies on the host)")
       ->capture_default_str();
+  cmd->add_flag("--kv-offload", kv_offload,
+                "With --device cuda: keep keys and values in page-locked host memory, read by the GPU over the bus "
+                "(only the rows attended to); esa's compressed keys stay on the GPU");
 }
 
 void add_policy_flags(CLI::App* cmd, PolicyFlags& f) {

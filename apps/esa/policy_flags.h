@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 #include "attention/policy.h"
 
@@ -20,8 +21,13 @@ struct PolicyFlags {
   std::string projection;
 };
 
-/// Adds --device (cpu or cuda: where the model runs) to a command that runs the model.
-void add_device_flag(CLI::App* cmd, std::string& device);
+/// The items of a comma-separated flag value ("full,esa"); esa::Error naming `flag` for an empty
+/// value or item.
+std::vector<std::string> split_list(const std::string& text, const char* flag);
+
+/// Adds --device (cpu or cuda: where the model runs) and --kv-offload to a command that runs the
+/// model (parse them with esa::parse_placement).
+void add_device_flags(CLI::App* cmd, std::string& device, bool& kv_offload);
 
 /// Adds --policy, --init, --local, --select, --chunk, --eps, --heads, --score-space, --w, --proj.
 void add_policy_flags(CLI::App* cmd, PolicyFlags& flags);

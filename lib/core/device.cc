@@ -19,6 +19,16 @@ Device parse_device(const std::string& name) {
   ESA_FAIL("unknown device '{}' (expected cpu or cuda)", name);
 }
 
+Placement parse_placement(const std::string& device, bool kv_offload) {
+  const Device d = parse_device(device);
+  ESA_CHECK(!kv_offload || d == Device::cuda, "--kv-offload keeps the GPU's KV cache in host memory: it needs --device cuda");
+  return Placement(d, kv_offload);
+}
+
+std::string placement_description(const Placement& p) {
+  return device_description(p.device) + (p.kv_offload ? ", KV cache in host memory" : "");
+}
+
 std::string device_description(Device d) {
   if (d == Device::cpu) return "cpu";
   const std::vector<CudaDeviceInfo> devices = cuda_devices();

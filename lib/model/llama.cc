@@ -42,16 +42,22 @@ ModelConfig load_config(const std::string& path) {
 
 }  // namespace
 
-LlamaModel LlamaModel::load(const std::string& path, Device device) {
+LlamaModel LlamaModel::load(const std::string& path, Placement placement) {
   ModelConfig config = load_config(path);
   ModelWeights weights = load_weights(path, config);
   LlamaModel model(std::move(config), std::move(weights));
-  model.use_device(device);
+  model.use_device(placement);
   return model;
 }
 
-void LlamaModel::use_device(Device device) {
-  if (device == device_) return;
+void LlamaModel::use_device(Placement placement) {
+  ESA_CHECK(!placement.kv_offload || placement.device == Device::cuda,
+            "--kv-offload keeps the GPU's KV cache in host memory: it needs --device cuda");
+  const Device device = placement.device;
+  if (device == placement_.device) {
+    placement_ = placement;
+    return;
+  }
   if (device == Device::cpu) {
     cuda_.reset();
   } else {
@@ -63,7 +69,7 @@ void LlamaModel::use_device(Device device) {
     ESA_FAIL("--device cuda: this esa was built without CUDA");
 #endif
   }
-  device_ = device;
+  placement_ = placement;
 }
 
 LlamaModel::LlamaModel(ModelConfig config, ModelWeights weights)
@@ -85,10 +91,10 @@ std::shared_ptr<const ops::RopeAngles> LlamaModel::angles_for(int64_t positions)
 }
 
 KvCache LlamaModel::make_cache() const {
-  if (device_ == Device::cpu) return KvCache(config_.n_layers, config_.n_kv_heads, config_.head_dim);
+  if (placement_.device == Device::cpu) return KvCache(config_.n_layers, config_.n_kv_heads, config_.head_dim);
   KvCache cache(config_.n_layers, config_.n_kv_heads, config_.head_dim, KvContents::keys_only);
 #ifdef ESA_WITH_CUDA
-  cache.set_device_storage(cuda_->make_storage());
+  cache.set_device_storage(cuda_->make_storage(placement_.kv_offload));
 #endif
   return cache;
 }

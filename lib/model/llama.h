@@ -48,16 +48,18 @@ struct ForwardOptions {
 class LlamaModel {
  public:
   /// Reads the config and weights of a .gguf file or a Hugging Face folder (validated), and
-  /// moves the model to `device`.
-  static LlamaModel load(const std::string& path, Device device = Device::cpu);
+  /// moves the model to `placement`.
+  static LlamaModel load(const std::string& path, Placement placement = {});
   LlamaModel(ModelConfig config, ModelWeights weights);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   /// Runs the forward pass on `device` from now on: for cuda, uploads the weights as bf16 to the
-  /// current GPU (model/llama_cuda.h). Caches made before do not carry over.
-  void use_device(Device device);
-  Device device() const { return device_; }
+  /// current GPU (model/llama_cuda.h); placement.kv_offload puts the caches made from now on in
+  /// host memory. Caches made before do not carry over.
+  void use_device(Placement placement);
+  Device device() const { return placement_.device; }
+  const Placement& placement() const { return placement_; }
   /// An empty cache for this model on its device.
   KvCache make_cache() const;
 
@@ -77,7 +79,7 @@ class LlamaModel {
 
   ModelConfig config_;
   ModelWeights weights_;
-  Device device_ = Device::cpu;
+  Placement placement_;
   std::shared_ptr<const CudaForward> cuda_;
   ops::RopeTable rope_;
   struct AngleCache {

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "chunk_attention.cuh"
 #include "esa_select.cuh"
+#include "flash_attention.cuh"
 #include "gathered_attention.cuh"
 #include "model/llama.h"
 #include "model_ops.cuh"
@@ -38,35 +39,45 @@ using bf16 = __nv_bfloat16;
 // by the split-K kernel.
 constexpr int64_t kChunkGemmQueries = 8;
 
-// Device memory that names what it is for when it does not fit.
+// Where a Buffer lives: device memory, or page-locked host memory mapped into the device's
+// address space (kernels read it over the bus; unified addressing makes the pointer the same).
+enum class Memory { device, mapped_host };
+
+// Memory that names what it is for when it does not fit.
 template <typename T>
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(size_t n, const char* what) { resize(n, what); }
+  Buffer(size_t n, const char* what, Memory memory = Memory::device) : memory_(memory) { resize(n, what); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  Buffer(Buffer&& o) noexcept : ptr_(o.ptr_), n_(o.n_) { o.ptr_ = nullptr, o.n_ = 0; }
+  Buffer(Buffer&& o) noexcept : ptr_(o.ptr_), n_(o.n_), memory_(o.memory_) { o.ptr_ = nullptr, o.n_ = 0; }
   Buffer& operator=(Buffer&& o) noexcept {
     std::swap(ptr_, o.ptr_);
     std::swap(n_, o.n_);
+    std::swap(memory_, o.memory_);
     return *this;
   }
-  ~Buffer() { cudaFree(ptr_); }
+  ~Buffer() { release(); }
   /// Reallocates (contents lost) when n exceeds the size.
   void resize(size_t n, const char* what) {
     if (n <= n_ && ptr_ != nullptr) return;
-    cudaFree(ptr_);
-    ptr_ = nullptr;
-    n_ = 0;
-    const cudaError_t status = cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T));
+    release();
+    const size_t bytes = std::max<size_t>(n, 1) * sizeof(T);
+    void* p = nullptr;
+    const cudaError_t status = memory_ == Memory::device
+                                   ? cudaMalloc(&p, bytes)
+                                   : cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
     if (status != cudaSuccess) {
       cudaGetLastError();  // clear the sticky-free allocation error
+      ESA_CHECK(memory_ == Memory::device, "out of page-locked host memory: {} needs {:.1f} MiB ({})", what,
+                double(bytes) / (1 << 20), cudaGetErrorString(status));
       size_t free_bytes = 0, total = 0;
       cudaMemGetInfo(&free_bytes, &total);
-      ESA_FAIL("out of GPU memory: {} needs {:.1f} MiB, {:.1f} MiB free of {:.1f} MiB", what,
-               double(n * sizeof(T)) / (1 << 20), double(free_bytes) / (1 << 20), double(total) / (1 << 20));
+      ESA_FAIL("out of GPU memory: {} needs {:.1f} MiB, {:.1f} MiB free of {:.1f} MiB", what, double(bytes) / (1 << 20),
+               double(free_bytes) / (1 << 20), double(total) / (1 << 20));
     }
+    ptr_ = static_cast<T*>(p);
     n_ = n;
   }
   T* get() const { return ptr_; }
@@ -74,8 +85,19 @@ class Buffer {
   size_t bytes() const { return n_ * sizeof(T); }
 
  private:
+  void release() {
+    if (memory_ == Memory::device) {
+      cudaFree(ptr_);
+    } else {
+      cudaFreeHost(ptr_);
+    }
+    ptr_ = nullptr;
+    n_ = 0;
+  }
+
   T* ptr_ = nullptr;
   size_t n_ = 0;
+  Memory memory_ = Memory::device;
 };
 
 // esa's state for one sequence on the device: its projection (uploaded from the policy's) and
@@ -88,10 +110,13 @@ struct DeviceEsa {
   std::vector<int64_t> valid;
 };
 
-// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand.
+// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand; in
+// device memory, or (kv_offload) in mapped host memory that the kernels read over the bus.
 class CudaKvStorage final : public DeviceKvStorage {
  public:
-  CudaKvStorage(int64_t layers, int64_t width) : width_(width), k_(size_t(layers)), v_(size_t(layers)) {}
+  CudaKvStorage(int64_t layers, int64_t width, bool kv_offload)
+      : width_(width), memory_(kv_offload ? Memory::mapped_host : Memory::device), k_(size_t(layers)), v_(size_t(layers)) {}
+  bool on_host() const { return memory_ == Memory::mapped_host; }
   size_t bytes_allocated() const override { return 2 * size_t(layers()) * size_t(capacity_ * width_) * sizeof(bf16); }
   int64_t layers() const { return int64_t(k_.size()); }
   int64_t capacity() const { return capacity_; }
@@ -104,10 +129,10 @@ class CudaKvStorage final : public DeviceKvStorage {
     const std::string what = fmt::format("the KV cache ({} tokens)", cap);
     for (int64_t l = 0; l < layers(); ++l) {
       for (auto* table : {&k_, &v_}) {
-        Buffer<bf16> grown(size_t(cap * width_), what.c_str());
+        Buffer<bf16> grown(size_t(cap * width_), what.c_str(), memory_);
         if (keep > 0) {
           ESA_CUDA_CHECK(cudaMemcpyAsync(grown.get(), (*table)[size_t(l)].get(), size_t(keep * width_) * sizeof(bf16),
-                                         cudaMemcpyDeviceToDevice, stream));
+                                         cudaMemcpyDefault, stream));
         }
         ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
         (*table)[size_t(l)] = std::move(grown);
@@ -118,6 +143,7 @@ class CudaKvStorage final : public DeviceKvStorage {
 
  private:
   int64_t width_;
+  Memory memory_;
   int64_t capacity_ = 0;
   std::vector<Buffer<bf16>> k_, v_;
 
@@ -151,8 +177,7 @@ struct CudaForward::Impl {
   mutable Buffer<float> x, q, k, v, q_local, q_long, attn, proj, gate, up, partial, logits, k_rope;
   mutable Buffer<bf16> act;
   // Prefill-chunk attention (attend_chunk).
-  mutable Buffer<bf16> q_local16, q_long16, k_range16, k_rows16, v_rows16, probs;
-  mutable Buffer<float> scores;
+  mutable Buffer<bf16> q_local16, q_long16, k_range16, v_range16, k_rows16, v_rows16;
 
   mutable float* pinned = nullptr;  // page-locked host memory: device-to-host copies stay asynchronous
   mutable size_t pinned_n = 0;
@@ -241,16 +266,15 @@ struct CudaForward::Impl {
 
   // Attention of a chunk of T queries (at positions S - T ...) over the listed rows (device
   // `rows`, n_rows of them; queries q_long) and the range [range_begin, S) (causal; queries
-  // q_local), both [T, heads, d] float: scores and outputs by cuBLAS (kernels/chunk_attention.cuh).
-  // Queries go in blocks small enough that the scores stay under kScoreBytes.
-  void attend_chunk(const bf16* k_cache, const bf16* v_cache, int64_t T, int64_t S, int64_t range_begin,
-                    const int* rows, int64_t n_rows, float scale, float* out) const {
-    static constexpr int64_t kScoreBytes = int64_t(3) << 30;
+  // q_local), both [T, heads, d] float, by the flash kernel (kernels/flash_attention.cuh) after
+  // the listed rows are gathered and the range's keys rotated into bf16 scratch. `v_range_on_host`:
+  // the cache is in mapped host memory (--kv-offload), so the range's values are copied to the
+  // device once rather than read over the bus by every query block.
+  void attend_chunk(const bf16* k_cache, const bf16* v_cache, bool v_range_on_host, int64_t T, int64_t S,
+                    int64_t range_begin, const int* rows, int64_t n_rows, float scale, float* out) const {
     const ModelConfig& c = config;
-    const int64_t hq = c.n_heads, hkv = c.n_kv_heads, d = c.head_dim, group = hq / hkv, kw = hkv * d;
+    const int64_t hq = c.n_heads, hkv = c.n_kv_heads, d = c.head_dim, kw = hkv * d, R = S - range_begin;
     cudaStream_t s = stream;
-    const int64_t columns_max = n_rows + (S - range_begin);
-    const int64_t block = std::clamp<int64_t>(kScoreBytes / (hq * columns_max * 6), 1, T);
     q_local16.resize(size_t(T * hq * d), "attention scratch");
     ESA_CUDA_CHECK(cuda::launch_to_bf16(q_local.get(), q_local16.get(), T * hq * d, s));
     if (n_rows > 0) {
@@ -261,50 +285,32 @@ struct CudaForward::Impl {
       ESA_CUDA_CHECK(cuda::launch_gather_rows(k_cache, v_cache, rows, int(n_rows), int(kw), k_rows16.get(),
                                               v_rows16.get(), s));
     }
-    for (int64_t t0 = 0; t0 < T; t0 += block) {
-      const int64_t tb = std::min(block, T - t0);
-      const int64_t first_query = S - T + t0;
-      const int64_t range_end = first_query + tb;  // later rows are masked for every query of the block
-      const int64_t R = range_end - range_begin, columns = n_rows + R;
-      k_range16.resize(size_t(std::max<int64_t>(R, 1) * kw), "attention scratch (rotated keys)");
-      ESA_CUDA_CHECK(cuda::launch_rope_rows(k_cache, range_begin, range_end, int(hkv), int(d), rope, k_range16.get(), s));
-      scores.resize(size_t(hq * tb * columns), "attention scores");
-      probs.resize(size_t(hq * tb * columns), "attention probabilities");
-      for (int64_t g = 0; g < hkv; ++g) {
-        // scores[h, t, :] = scale * q[t, h] . k[:, g] for the group's heads h (a batch)
-        float* sc = scores.get() + g * group * tb * columns;
-        if (n_rows > 0) {
-          gemm_batched(CUBLAS_OP_T, n_rows, tb, d, scale, k_rows16.get() + g * d, kw, 0,
-                       q_long16.get() + (t0 * hq + g * group) * d, hq * d, d, 0.0f, sc, columns, tb * columns, group);
-        }
-        if (R > 0) {
-          gemm_batched(CUBLAS_OP_T, R, tb, d, scale, k_range16.get() + g * d, kw, 0,
-                       q_local16.get() + (t0 * hq + g * group) * d, hq * d, d, 0.0f, sc + n_rows, columns,
-                       tb * columns, group);
-        }
-      }
-      cuda::ChunkSoftmaxParams sp;
-      sp.scores = scores.get();
-      sp.probs = probs.get();
-      sp.heads = int(hq);
-      sp.T = int(tb);
-      sp.columns = columns;
-      sp.n_rows = n_rows;
-      sp.range_begin = range_begin;
-      sp.first_query = first_query;
-      ESA_CUDA_CHECK(cuda::launch_chunk_softmax(sp, s));
-      for (int64_t g = 0; g < hkv; ++g) {
-        // out[t, h, :] = sum_c p[h, t, c] v[c, g, :]
-        const bf16* pr = probs.get() + g * group * tb * columns;
-        float* o = out + (t0 * hq + g * group) * d;
-        if (n_rows > 0) {
-          gemm_batched(CUBLAS_OP_N, d, tb, n_rows, 1.0f, v_rows16.get() + g * d, kw, 0, pr, columns, tb * columns, 0.0f,
-                       o, hq * d, d, group);
-        }
-        gemm_batched(CUBLAS_OP_N, d, tb, R, 1.0f, v_cache + range_begin * kw + g * d, kw, 0, pr + n_rows, columns,
-                     tb * columns, n_rows > 0 ? 1.0f : 0.0f, o, hq * d, d, group);
-      }
+    k_range16.resize(size_t(std::max<int64_t>(R, 1) * kw), "attention scratch (rotated keys)");
+    ESA_CUDA_CHECK(cuda::launch_rope_rows(k_cache, range_begin, S, int(hkv), int(d), rope, k_range16.get(), s));
+    const bf16* v_range = v_cache + range_begin * kw;
+    if (v_range_on_host && R > 0) {
+      v_range16.resize(size_t(R * kw), "attention scratch (values)");
+      ESA_CUDA_CHECK(cudaMemcpyAsync(v_range16.get(), v_range, size_t(R * kw) * sizeof(bf16), cudaMemcpyDefault, s));
+      v_range = v_range16.get();
     }
+    cuda::FlashChunkParams fp;
+    fp.q_long = q_long16.get();
+    fp.q_local = q_local16.get();
+    fp.k_rows = k_rows16.get();
+    fp.v_rows = v_rows16.get();
+    fp.n_rows = n_rows;
+    fp.k_range = k_range16.get();
+    fp.v_range = v_range;
+    fp.range_begin = range_begin;
+    fp.range_len = R;
+    fp.first_query = S - T;
+    fp.T = int(T);
+    fp.hq = int(hq);
+    fp.hkv = int(hkv);
+    fp.d = int(d);
+    fp.scale = scale;
+    fp.out = out;
+    ESA_CUDA_CHECK(cuda::launch_flash_chunk_attention(fp, s));
   }
 
   mutable Buffer<float> esa_y, esa_qfold, esa_qc, esa_scores, esa_importance;
@@ -518,8 +524,9 @@ CudaForward::~CudaForward() = default;
 
 size_t CudaForward::weight_bytes() const { return impl_->weight_bytes; }
 
-std::shared_ptr<DeviceKvStorage> CudaForward::make_storage() const {
-  return std::make_shared<CudaKvStorage>(impl_->config.n_layers, impl_->config.n_kv_heads * impl_->config.head_dim);
+std::shared_ptr<DeviceKvStorage> CudaForward::make_storage(bool kv_offload) const {
+  return std::make_shared<CudaKvStorage>(impl_->config.n_layers, impl_->config.n_kv_heads * impl_->config.head_dim,
+                                         kv_offload);
 }
 
 void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
@@ -639,7 +646,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
     }
     if (T >= kChunkGemmQueries) {
-      m.attend_chunk(p.k, p.v, T, S, p.range_begin, p.rows, p.n_rows, scale, m.attn.get());
+      m.attend_chunk(p.k, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, scale, m.attn.get());
     } else {
       const int64_t total = p.n_rows + (p.range_end - p.range_begin);
       m.partial.resize(cuda::gathered_attention_partial_floats(total, p.hq, p.hkv, p.d, p.queries), "attention scratch");

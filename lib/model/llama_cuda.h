@@ -1,8 +1,10 @@
 // The Llama forward pass on a CUDA GPU (LlamaModel::use_device(Device::cuda)): the same
 // arithmetic as the CPU path with bf16 weights and a bf16 KV cache in device memory, float32
-// activations and accumulation; GEMMs by cuBLAS, the rest by kernels/model_ops.cuh, attention by
-// kernels/gathered_attention.cuh (both of a policy's branches in one pass; `full` is the local
-// branch over the whole cache). esa (uniform heads, d' <= 256) selects on the device with
+// activations and accumulation; GEMMs by cuBLAS, the rest by kernels/model_ops.cuh; attention of
+// prefill chunks by kernels/flash_attention.cuh, of decode steps by kernels/gathered_attention.cuh
+// (both of a policy's branches in one pass; `full` is the local branch over the whole cache).
+// With Placement::kv_offload the KV cache is mapped host memory and the kernels read only the
+// rows they attend to over the bus. esa (uniform heads, d' <= 256) selects on the device with
 // kernels/esa_select.cuh from compressed keys kept there; every other selective policy selects on
 // the host from the keys the cache mirrors there (KvContents::keys_only), as on the CPU. Reference: LlamaModel on the CPU
 // (tests/unit/test_cuda.cc, scripts/gpu_check.sh end to end).
@@ -30,8 +32,9 @@ class CudaForward {
   CudaForward(const CudaForward&) = delete;
   CudaForward& operator=(const CudaForward&) = delete;
 
-  /// The device half of a new cache (KvCache::set_device_storage).
-  std::shared_ptr<DeviceKvStorage> make_storage() const;
+  /// The device half of a new cache (KvCache::set_device_storage); `kv_offload`: its keys and
+  /// values in mapped page-locked host memory (Placement::kv_offload).
+  std::shared_ptr<DeviceKvStorage> make_storage(bool kv_offload = false) const;
 
   /// LlamaModel::forward_chunk on the GPU: `cache` must carry storage from make_storage().
   void forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,

@@ -268,6 +268,24 @@ TEST(Llama, CudaWithoutAGpuIsAClearError) {
   EXPECT_EQ(model.device(), Device::cpu);
 }
 
+// --kv-offload is a GPU mode: asked of the CPU it is one clear error, from the flag parser and
+// from the model.
+TEST(Llama, KvOffloadOnTheCpuIsAClearError) {
+  LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      if (attempt == 0) parse_placement("cpu", true);
+      if (attempt == 1) model.use_device(Placement(Device::cpu, true));
+      ADD_FAILURE() << "--kv-offload on the CPU was accepted (attempt " << attempt << ")";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--kv-offload"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(model.device(), Device::cpu);
+  EXPECT_FALSE(model.placement().kv_offload);
+  EXPECT_EQ(placement_description(Placement(Device::cpu)), "cpu");
+}
+
 TEST(Generate, StopsAtAStopToken) {
   const LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));
   const std::vector<int32_t> prompt = {11, 12, 13};
