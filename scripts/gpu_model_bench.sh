@@ -15,6 +15,6 @@ read -r -a flags <<< "${MODEL_FLAGS:---init 128 --local 2048 --select 4096}"
 CKPT="${TMPDIR:-/tmp}/esa_random_$SHAPE"
 python3 "$ROOT/scripts/bench_torch_model.py" --shape "$SHAPE" --save "$CKPT" --prefill "$PREFILL" --decode "$DECODE" \
   > /tmp/gpu_torch_model.txt || exit 1
-"$BIN/esa" bench model -m "$CKPT" --prefill "$PREFILL" --decode "$DECODE" --device cuda --policy full,esa \
+"$BIN/esa" bench model -m "$CKPT" --prefill "$PREFILL" --decode "$DECODE" --device cuda --policy esa,full \
   --dim "${MODEL_DIM:-128}" "${flags[@]}" || exit 1
 cat /tmp/gpu_torch_model.txt

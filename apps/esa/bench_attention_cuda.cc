@@ -17,7 +17,9 @@
 #include <cuda_runtime.h>
 
 #include "core/cuda_check.h"
+#include "chunk_attention.cuh"
 #include "esa_select.cuh"
+#include "flash_attention.cuh"
 #include "gathered_attention.cuh"
 #include "ops/rope.h"
 #include "random_fill.cuh"
@@ -40,6 +42,7 @@ class DeviceArray {
   DeviceArray& operator=(const DeviceArray&) = delete;
   ~DeviceArray() { cudaFree(ptr_); }
   T* get() const { return ptr_; }
+  size_t size() const { return n_; }
   // A pageable cudaMemcpy may return before the data lands, and the benchmark's stream does not
   // wait for the legacy default stream: synchronise the device.
   void upload(const void* host, size_t bytes) {
@@ -128,6 +131,113 @@ void print_row(const Row& r, double bandwidth_gbs) {
   std::fflush(stdout);
 }
 
+// One prefill chunk of C queries at the end of an n-token cache (the chunk's own keys are the
+// cache's last C rows), as the GPU forward runs it: for full, the prefix's keys rotated and the
+// flash kernel over [0, n) causal; for esa, the chunk's importance over the middle (two passes
+// over k' when C * d' fits the chunk kernel, else 16 queries at a time), pool and top-k, the
+// selected rows gathered, the local range rotated, the flash kernel over both.
+struct ChunkBench {
+  const __nv_bfloat16 *k, *v, *kc;
+  cuda::RopeTables rope;
+  int64_t n, hq, hkv, d, dim;
+  attention::Budget budget;
+  int64_t eps;
+  uint64_t seed;
+  int reps;
+};
+
+void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStream_t stream) {
+  const int64_t C = std::min(b.budget.chunk, b.n), width = b.hkv * b.d, n = b.n;
+  DeviceArray<__nv_bfloat16> q16(size_t(C * b.hq * b.d)), k_range(size_t(n * width));
+  DeviceArray<float> out(size_t(C * b.hq * b.d));
+  ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(q16.get(), C * b.hq * b.d, b.seed + 7, 1.0f, stream));
+  cuda::FlashChunkParams fp;
+  fp.q_long = q16.get();
+  fp.q_local = q16.get();
+  fp.k_range = k_range.get();
+  fp.first_query = n - C;
+  fp.T = int(C);
+  fp.hq = int(b.hq);
+  fp.hkv = int(b.hkv);
+  fp.d = int(b.d);
+  fp.scale = 1.0f / std::sqrt(float(b.d));
+  fp.out = out.get();
+  const int64_t init = std::min(b.budget.init, n - C);
+  const int64_t local_begin = policy == "full" ? 0 : std::max(init, n - C - b.budget.local);
+  const int64_t middle = policy == "full" ? 0 : local_begin - init;
+  const int64_t select = std::min(b.budget.select, middle);
+  const int64_t n_rows = policy == "full" ? 0 : init + select;
+  const int64_t group_queries = cuda::kMaxScoreQueries;
+  DeviceArray<float> qc(size_t(C * b.dim)), scores(size_t(group_queries * std::max<int64_t>(middle, 1))),
+      importance(size_t(std::max<int64_t>(middle, 1)));
+  DeviceArray<unsigned int> row_max(size_t(std::max<int64_t>(C, group_queries)));
+  DeviceArray<int> rows(size_t(std::max<int64_t>(n_rows, 1)));
+  DeviceArray<__nv_bfloat16> k_rows(size_t(std::max<int64_t>(n_rows, 1) * width)), v_rows(k_rows.size());
+  const size_t ws = cuda::top_k_workspace_bytes(std::max<int64_t>(middle, 1));
+  DeviceArray<uint8_t> workspace(ws);
+  ESA_CUDA_CHECK(cudaMemset(workspace.get(), 0, ws));
+  ESA_CUDA_CHECK(cuda::launch_random_fill_f32(qc.get(), C * b.dim, b.seed + 8, 1.0f, stream));
+  std::vector<int> sinks(static_cast<size_t>(init));
+  std::iota(sinks.begin(), sinks.end(), 0);
+  if (n_rows > 0) rows.upload(sinks.data(), sinks.size() * sizeof(int));
+  fp.k_rows = k_rows.get();
+  fp.v_rows = v_rows.get();
+  fp.n_rows = n_rows;
+  fp.range_begin = local_begin;
+  fp.range_len = n - local_begin;
+  fp.v_range = b.v + local_begin * width;
+  const bool whole_chunk = C > group_queries && C * b.dim <= cuda::kChunkScoreFloats;
+  auto score_and_select = [&] {
+    if (middle <= 0 || select <= 0) return;
+    if (whole_chunk) {
+      const cuda::ChunkImportanceParams cp{qc.get(), b.kc, int(b.dim), int(C), init, local_begin, row_max.get(),
+                                           scores.get()};
+      ESA_CUDA_CHECK(cuda::launch_chunk_importance(cp, stream));
+      const cuda::ImportanceParams ip{scores.get(), nullptr, 1, middle, int(b.eps), importance.get()};
+      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+    }
+    for (int64_t c0 = 0; c0 < C && !whole_chunk; c0 += group_queries) {
+      const int tg = int(std::min(group_queries, C - c0));
+      const cuda::CompressedScoreParams sp{qc.get() + c0 * b.dim, b.kc, int(b.dim), tg, init, local_begin,
+                                           scores.get(), row_max.get()};
+      ESA_CUDA_CHECK(cuda::launch_compressed_scores(sp, stream));
+      cuda::ImportanceParams ip{scores.get(), row_max.get(), tg, middle, int(b.eps), importance.get()};
+      ip.accumulate = c0 > 0;
+      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+    }
+    const cuda::TopKParams tp{importance.get(), middle, int(select), int(init), rows.get() + init, workspace.get()};
+    ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
+  };
+  auto attend = [&] {
+    if (n_rows > 0) {
+      ESA_CUDA_CHECK(cuda::launch_gather_rows(b.k, b.v, rows.get(), int(n_rows), int(width), k_rows.get(),
+                                              v_rows.get(), stream));
+    }
+    ESA_CUDA_CHECK(cuda::launch_rope_rows(b.k, local_begin, n, int(b.hkv), int(b.d), b.rope, k_range.get(), stream));
+    ESA_CUDA_CHECK(cuda::launch_flash_chunk_attention(fp, stream));
+  };
+  Events ev(3);
+  std::vector<double> t_select, t_attend;
+  for (int i = 0; i <= b.reps; ++i) {
+    ESA_CUDA_CHECK(cudaEventRecord(ev[0], stream));
+    score_and_select();
+    ESA_CUDA_CHECK(cudaEventRecord(ev[1], stream));
+    attend();
+    ESA_CUDA_CHECK(cudaEventRecord(ev[2], stream));
+    ESA_CUDA_CHECK(cudaEventSynchronize(ev[2]));
+    if (i == 0) continue;
+    t_select.push_back(ev.us(0, 1));
+    t_attend.push_back(ev.us(1, 2));
+  }
+  const double select_ms = median(t_select) / 1e3, attend_ms = median(t_attend) / 1e3;
+  // Attention FLOPs: QK^T and PV over what each query sees (the range causal).
+  const double columns = double(n_rows) * double(C) + double(n - local_begin - C) * double(C) + double(C) * double(C + 1) / 2;
+  const double flops = 4.0 * double(b.hq) * double(b.d) * columns;
+  fmt::print("{:>8} {:<6} {:>7} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.1f}\n", n, policy, C, select_ms, attend_ms,
+             select_ms + attend_ms, flops / (attend_ms * 1e-3) / 1e12);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
@@ -156,6 +266,7 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
   rope_config.style = RopeStyle::rotate_half;
   const ops::RopeTable rope_table = ops::make_rope_table(rope_config);
 
+  std::vector<int64_t> contexts_done;
   for (const int64_t n : opt.contexts) {
     ESA_CHECK(n < (int64_t(1) << 24), "--context {}: at most 2^24 tokens on the GPU path", n);
     DeviceArray<__nv_bfloat16> k(size_t(n * width)), v(size_t(n * width)), kc(size_t(n * opt.dim));
@@ -312,6 +423,31 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
       row.bytes = double(middle) * double(opt.dim) * 2.0 + double(middle) * 4.0 * 8.0 +
                   double(total_rows) * double(width) * 2.0 * 2.0;
       print_row(row, bandwidth);
+    }
+    contexts_done.push_back(n);
+  }
+
+  // The prefill chunk (the forward's path), per context, for esa and full.
+  fmt::print("prefill chunk: {} queries at the end of the context (median of {}); attention TFLOP/s counts what the "
+             "queries see\n", opt.budget.chunk, reps);
+  fmt::print("{:>8} {:<6} {:>7} {:>10} {:>10} {:>10} {:>10}\n", "context", "policy", "queries", "select ms", "attend ms",
+             "chunk ms", "TFLOP/s");
+  for (const int64_t n : contexts_done) {
+    DeviceArray<__nv_bfloat16> k(size_t(n * width)), v(size_t(n * width)), kc(size_t(n * opt.dim));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(k.get(), n * width, opt.seed, 1.0f, stream));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(v.get(), n * width, opt.seed + 1, 1.0f, stream));
+    ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(kc.get(), n * opt.dim, opt.seed + 2, 1.0f, stream));
+    const ops::RopeSplitTables split = ops::make_rope_split_tables(rope_table, n);
+    DeviceArray<float> inv_freq(split.inv_freq.size()), low(split.low.size()), high(split.high.size());
+    inv_freq.upload(split.inv_freq.data(), split.inv_freq.size() * 4);
+    low.upload(split.low.data(), split.low.size() * 4);
+    high.upload(split.high.data(), split.high.size() * 4);
+    const ChunkBench b{k.get(), v.get(), kc.get(),
+                       {inv_freq.get(), reinterpret_cast<const float2*>(low.get()),
+                        reinterpret_cast<const float2*>(high.get()), int(split.half), split.adjacent_pairs},
+                       n, hq, hkv, d, opt.dim, opt.budget, opt.eps, opt.seed, std::max(3, reps / 5)};
+    for (const std::string& policy : opt.policies) {
+      if (policy == "esa" || policy == "full") time_prefill_chunk(b, policy, stream);
     }
   }
   cudaStreamDestroy(stream);
