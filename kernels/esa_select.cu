@@ -132,6 +132,32 @@ __global__ void __launch_bounds__(kThreads) importance_pool_kernel(ImportancePar
   }
 }
 
+// One block per row: the row's maximum (NaN ranks below every number, as fmaxf drops it).
+__global__ void __launch_bounds__(kThreads) score_row_max_kernel(const float* scores, int64_t n, unsigned int* row_max) {
+  __shared__ float warp_max[kThreads / 32];
+  const float* row = scores + int64_t(blockIdx.x) * n;
+  float v = -INFINITY;
+  for (int64_t m = threadIdx.x; m < n; m += blockDim.x) v = fmaxf(v, row[m]);
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w) v = fmaxf(v, warp_max[w]);
+    row_max[blockIdx.x] = float_key(v);
+  }
+}
+
+// A thread per column: the rows' (score - row maximum), maxed (reads are coalesced across the
+// warp; the row maxima are the same address for every lane, a broadcast).
+__global__ void __launch_bounds__(kThreads) score_columns_kernel(const float* scores, int rows, int64_t n,
+                                                                 const unsigned int* row_max, bool accumulate, float* f) {
+  const int64_t m = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (m >= n) return;
+  float v = accumulate ? f[m] : -INFINITY;
+  for (int r = 0; r < rows; ++r) v = fmaxf(v, scores[int64_t(r) * n + m] - key_float(__ldg(row_max + r)));
+  f[m] = v;
+}
+
 // ---- chunk importance (many queries) ---------------------------------------------------------
 
 constexpr int kChunkTileFloats = 4096;  // a tile of keys (as float) in shared memory
@@ -420,6 +446,21 @@ cudaError_t launch_compressed_scores(const CompressedScoreParams& p, cudaStream_
   } else {
     compressed_scores_kernel<kMaxScoreQueries><<<blocks, kThreads, shared, stream>>>(p, group);
   }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_score_row_max(const float* scores, int rows, int64_t n, unsigned int* row_max, cudaStream_t stream) {
+  if (rows < 0 || rows > 65535 || n < 1) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  score_row_max_kernel<<<rows, kThreads, 0, stream>>>(scores, n, row_max);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_score_columns_importance(const float* scores, int rows, int64_t n, const unsigned int* row_max,
+                                            bool accumulate, float* f, cudaStream_t stream) {
+  if (rows < 1 || n < 1) return cudaErrorInvalidValue;
+  score_columns_kernel<<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(scores, rows, n, row_max,
+                                                                                         accumulate, f);
   return cudaGetLastError();
 }
 

@@ -30,8 +30,17 @@ struct FlashChunkParams {
   float scale = 1.0f;
   float* out = nullptr;  // [T, hq, d]; 0 for a (query, head) that sees no column
   float* lse = nullptr;  // [T, hq] natural log, -inf where nothing is seen. Optional.
+  float* partial = nullptr;  // scratch of flash_chunk_partial_floats(*this) floats (when that is > 0)
 };
 
+/// Key splits per block (split-KV, as flash decoding): a short chunk over a long prefix has few
+/// query blocks, so the columns are cut into splits that run in parallel and merge by
+/// log-sum-exp. 1 when the blocks fill the GPU or the columns are few.
+int flash_chunk_splits(const FlashChunkParams& p);
+/// The scratch the splits need (0 with one split): [splits, T * hq, d + 2] floats.
+size_t flash_chunk_partial_floats(const FlashChunkParams& p);
+
+/// The split pass and (with more than one split) the merge.
 cudaError_t launch_flash_chunk_attention(const FlashChunkParams& p, cudaStream_t stream);
 
 }  // namespace esa::cuda

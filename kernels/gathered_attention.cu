@@ -17,6 +17,12 @@ constexpr int kMaxGroup = 8;     // query heads per KV head
 constexpr int kRowsPerSplit = 32;
 constexpr int kMaxSplits = 1024;
 
+// Floats of one query's scratch: every split's output [hq, splits, d], then the (m, l) pairs
+// [hq, splits, 2]; rounded up to 4 so that every query's block (read as float4) is 16-byte aligned.
+__host__ __device__ inline int64_t partial_query_floats(int hq, int splits, int d) {
+  return (int64_t(hq) * splits * (d + 2) + 3) / 4 * 4;
+}
+
 __device__ __forceinline__ void unpack8(const uint4& raw, float* dst) {
   const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
@@ -200,8 +206,7 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
       o += shared_acc[w][h][dim] * scale;
     }
     const int head = kv * group + h;
-    // Layout per query: every split's output [hq, splits, D], then the (m, l) pairs [hq, splits, 2].
-    float* partial = p.partial + int64_t(query) * p.hq * splits * (D + 2);
+    float* partial = p.partial + int64_t(query) * partial_query_floats(p.hq, splits, D);
     partial[(int64_t(head) * splits + split) * D + dim] = o;
     if (dim == 0) {
       float* ml = partial + int64_t(p.hq) * splits * D + (int64_t(head) * splits + split) * 2;
@@ -222,7 +227,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32) gathered_merge_kernel(Gather
   __shared__ float4 warp_sum[kMergeWarps][32];
   __shared__ float total_max, total_sum;
   const int head = blockIdx.x, query = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float* partial = p.partial + int64_t(query) * p.hq * splits * (p.d + 2);
+  const float* partial = p.partial + int64_t(query) * partial_query_floats(p.hq, splits, p.d);
   const float* out_part = partial + int64_t(head) * splits * p.d;
   const float* ml = partial + int64_t(p.hq) * splits * p.d + int64_t(head) * splits * 2;
   float v = -INFINITY;
@@ -299,7 +304,7 @@ int gathered_attention_splits(int64_t total_rows, int hkv, int queries) {
 }
 
 size_t gathered_attention_partial_floats(int64_t total_rows, int hq, int hkv, int d, int queries) {
-  return size_t(gathered_attention_splits(total_rows, hkv, queries)) * size_t(queries) * size_t(hq) * size_t(d + 2);
+  return size_t(queries) * size_t(partial_query_floats(hq, gathered_attention_splits(total_rows, hkv, queries), d));
 }
 
 cudaError_t launch_gathered_attention_splits(const GatheredAttentionParams& p, cudaStream_t stream) {

@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include "core/cuda_check.h"
+#include "model/esa_cuda.h"
 #include "chunk_attention.cuh"
 #include "esa_select.cuh"
 #include "flash_attention.cuh"
@@ -137,6 +138,7 @@ void print_row(const Row& r, double bandwidth_gbs) {
 // over k' when C * d' fits the chunk kernel, else 16 queries at a time), pool and top-k, the
 // selected rows gathered, the local range rotated, the flash kernel over both.
 struct ChunkBench {
+  cublasHandle_t cublas;  // bound to the benchmark's stream
   const __nv_bfloat16 *k, *v, *kc;
   cuda::RopeTables rope;
   int64_t n, hq, hkv, d, dim;
@@ -167,10 +169,10 @@ void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStre
   const int64_t middle = policy == "full" ? 0 : local_begin - init;
   const int64_t select = std::min(b.budget.select, middle);
   const int64_t n_rows = policy == "full" ? 0 : init + select;
-  const int64_t group_queries = cuda::kMaxScoreQueries;
-  DeviceArray<float> qc(size_t(C * b.dim)), scores(size_t(group_queries * std::max<int64_t>(middle, 1))),
+  DeviceArray<float> qc(size_t(C * b.dim)), scores(esa_score_floats(C, b.dim, std::max<int64_t>(middle, 1))),
       importance(size_t(std::max<int64_t>(middle, 1)));
-  DeviceArray<unsigned int> row_max(size_t(std::max<int64_t>(C, group_queries)));
+  DeviceArray<unsigned int> row_max(esa_row_max_count(C));
+  DeviceArray<__nv_bfloat16> qc16(size_t(C * b.dim));
   DeviceArray<int> rows(size_t(std::max<int64_t>(n_rows, 1)));
   DeviceArray<__nv_bfloat16> k_rows(size_t(std::max<int64_t>(n_rows, 1) * width)), v_rows(k_rows.size());
   const size_t ws = cuda::top_k_workspace_bytes(std::max<int64_t>(middle, 1));
@@ -186,25 +188,13 @@ void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStre
   fp.range_begin = local_begin;
   fp.range_len = n - local_begin;
   fp.v_range = b.v + local_begin * width;
-  const bool whole_chunk = C > group_queries && C * b.dim <= cuda::kChunkScoreFloats;
+  DeviceArray<float> partial(std::max<size_t>(cuda::flash_chunk_partial_floats(fp), 1));
+  fp.partial = partial.get();
+  const EsaImportanceScratch scratch{scores.get(), qc16.get(), row_max.get()};
   auto score_and_select = [&] {
     if (middle <= 0 || select <= 0) return;
-    if (whole_chunk) {
-      const cuda::ChunkImportanceParams cp{qc.get(), b.kc, int(b.dim), int(C), init, local_begin, row_max.get(),
-                                           scores.get()};
-      ESA_CUDA_CHECK(cuda::launch_chunk_importance(cp, stream));
-      const cuda::ImportanceParams ip{scores.get(), nullptr, 1, middle, int(b.eps), importance.get()};
-      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
-    }
-    for (int64_t c0 = 0; c0 < C && !whole_chunk; c0 += group_queries) {
-      const int tg = int(std::min(group_queries, C - c0));
-      const cuda::CompressedScoreParams sp{qc.get() + c0 * b.dim, b.kc, int(b.dim), tg, init, local_begin,
-                                           scores.get(), row_max.get()};
-      ESA_CUDA_CHECK(cuda::launch_compressed_scores(sp, stream));
-      cuda::ImportanceParams ip{scores.get(), row_max.get(), tg, middle, int(b.eps), importance.get()};
-      ip.accumulate = c0 > 0;
-      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
-    }
+    esa_importance_cuda(b.cublas, stream, qc.get(), b.kc, b.dim, C, init, local_begin, int(b.eps), scratch,
+                        importance.get());
     const cuda::TopKParams tp{importance.get(), middle, int(select), int(init), rows.get() + init, workspace.get()};
     ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
   };
@@ -428,6 +418,9 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
   }
 
   // The prefill chunk (the forward's path), per context, for esa and full.
+  cublasHandle_t cublas;
+  ESA_CUBLAS_CHECK(cublasCreate(&cublas));
+  ESA_CUBLAS_CHECK(cublasSetStream(cublas, stream));
   fmt::print("prefill chunk: {} queries at the end of the context (median of {}); attention TFLOP/s counts what the "
              "queries see\n", opt.budget.chunk, reps);
   fmt::print("{:>8} {:<6} {:>7} {:>10} {:>10} {:>10} {:>10}\n", "context", "policy", "queries", "select ms", "attend ms",
@@ -442,7 +435,7 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
     inv_freq.upload(split.inv_freq.data(), split.inv_freq.size() * 4);
     low.upload(split.low.data(), split.low.size() * 4);
     high.upload(split.high.data(), split.high.size() * 4);
-    const ChunkBench b{k.get(), v.get(), kc.get(),
+    const ChunkBench b{cublas, k.get(), v.get(), kc.get(),
                        {inv_freq.get(), reinterpret_cast<const float2*>(low.get()),
                         reinterpret_cast<const float2*>(high.get()), int(split.half), split.adjacent_pairs},
                        n, hq, hkv, d, opt.dim, opt.budget, opt.eps, opt.seed, std::max(3, reps / 5)};
@@ -450,6 +443,7 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
       if (policy == "esa" || policy == "full") time_prefill_chunk(b, policy, stream);
     }
   }
+  cublasDestroy(cublas);
   cudaStreamDestroy(stream);
 }
 #endif

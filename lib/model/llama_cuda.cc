@@ -20,15 +20,9 @@
 #include "esa_select.cuh"
 #include "flash_attention.cuh"
 #include "gathered_attention.cuh"
+#include "model/esa_cuda.h"
 #include "model/llama.h"
 #include "model_ops.cuh"
-
-#define ESA_CUBLAS_CHECK(expr)                                                                      \
-  do {                                                                                              \
-    const cublasStatus_t esa_status_ = (expr);                                                      \
-    ESA_CHECK(esa_status_ == CUBLAS_STATUS_SUCCESS, "cuBLAS error in {}: {}", #expr,               \
-              cublasGetStatusString(esa_status_));                                                  \
-  } while (0)
 
 namespace esa {
 namespace {
@@ -178,6 +172,7 @@ struct CudaForward::Impl {
   mutable Buffer<bf16> act;
   // Prefill-chunk attention (attend_chunk).
   mutable Buffer<bf16> q_local16, q_long16, k_range16, v_range16, k_rows16, v_rows16;
+  mutable Buffer<float> flash_partial;
 
   mutable float* pinned = nullptr;  // page-locked host memory: device-to-host copies stay asynchronous
   mutable size_t pinned_n = 0;
@@ -246,22 +241,8 @@ struct CudaForward::Impl {
     rows.resize(size_t(std::max<int64_t>(rows_needed, 1)), "the selected rows");
   }
 
-  // Y [T, out] = X [T, in] . W^T with W [out, in] row-major (bf16), float32 accumulation and output.
   void gemm(const bf16* w, int64_t out, int64_t in, const bf16* x_in, int64_t T, float* y) const {
-    const float alpha = 1.0f, beta = 0.0f;
-    ESA_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(out), int(T), int(in), &alpha, w, CUDA_R_16BF,
-                                  int(in), x_in, CUDA_R_16BF, int(in), &beta, y, CUDA_R_32F, int(out),
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  }
-
-  // Y = op(A) . B, bf16 inputs, float32 output, `batch` products with the given strides.
-  void gemm_batched(cublasOperation_t op_a, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a, int64_t lda,
-                    int64_t stride_a, const bf16* b, int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc,
-                    int64_t stride_c, int64_t batch) const {
-    ESA_CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas, op_a, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, a,
-                                                CUDA_R_16BF, int(lda), stride_a, b, CUDA_R_16BF, int(ldb), stride_b,
-                                                &beta, c, CUDA_R_32F, int(ldc), stride_c, int(batch),
-                                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    gemm_bf16(cublas, w, out, in, x_in, T, y);
   }
 
   // Attention of a chunk of T queries (at positions S - T ...) over the listed rows (device
@@ -310,11 +291,13 @@ struct CudaForward::Impl {
     fp.d = int(d);
     fp.scale = scale;
     fp.out = out;
+    flash_partial.resize(std::max<size_t>(cuda::flash_chunk_partial_floats(fp), 1), "attention scratch (splits)");
+    fp.partial = flash_partial.get();
     ESA_CUDA_CHECK(cuda::launch_flash_chunk_attention(fp, s));
   }
 
   mutable Buffer<float> esa_y, esa_qfold, esa_qc, esa_scores, esa_importance;
-  mutable Buffer<bf16> esa_q16;
+  mutable Buffer<bf16> esa_q16, esa_qc16;
   mutable Buffer<unsigned int> esa_row_max;
   mutable Buffer<char> topk_workspace;
 
@@ -413,28 +396,14 @@ struct CudaForward::Impl {
     ESA_CUDA_CHECK(cuda::launch_to_bf16(esa_qfold.get(), esa_q16.get(), T * kw, stream));
     gemm(e.wq[size_t(l)].get(), e.dim, kw, esa_q16.get(), T, esa_qc.get());
     ESA_CUDA_CHECK(cuda::launch_add_bias(esa_qc.get(), e.bq[size_t(l)].get(), int(T), int(e.dim), stream));
-    esa_scores.resize(size_t(cuda::kMaxScoreQueries * middle), "esa scores");
+    // Importance over the middle tokens (model/esa_cuda.h picks the kernels by T and d').
+    esa_scores.resize(esa_score_floats(T, e.dim, middle), "esa scores");
     esa_importance.resize(size_t(middle), "esa scores");
-    esa_row_max.resize(size_t(std::max<int64_t>(T, cuda::kMaxScoreQueries)), "esa scores");
-    // Importance over the middle tokens: a chunk in two passes over k' (no score matrix) ...
-    const bool whole_chunk = T > cuda::kMaxScoreQueries && T * e.dim <= cuda::kChunkScoreFloats;
-    if (whole_chunk) {
-      cuda::ChunkImportanceParams cp{esa_qc.get(), e.kc[size_t(l)].get(), int(e.dim), int(T), m0, m1,
-                                     esa_row_max.get(), esa_scores.get()};
-      ESA_CUDA_CHECK(cuda::launch_chunk_importance(cp, stream));
-      cuda::ImportanceParams ip{esa_scores.get(), nullptr, 1, middle, int(o.eps), esa_importance.get()};
-      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
-    }
-    // ... or kMaxScoreQueries queries at a time (decode; the max over groups for a larger d').
-    for (int64_t c0 = 0; c0 < T && !whole_chunk; c0 += cuda::kMaxScoreQueries) {
-      const int tg = int(std::min<int64_t>(cuda::kMaxScoreQueries, T - c0));
-      cuda::CompressedScoreParams sp{esa_qc.get() + c0 * e.dim, e.kc[size_t(l)].get(), int(e.dim), tg, m0, m1,
-                                     esa_scores.get(), esa_row_max.get()};
-      ESA_CUDA_CHECK(cuda::launch_compressed_scores(sp, stream));
-      cuda::ImportanceParams ip{esa_scores.get(), esa_row_max.get(), tg, middle, int(o.eps), esa_importance.get()};
-      ip.accumulate = c0 > 0;
-      ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
-    }
+    esa_row_max.resize(esa_row_max_count(T), "esa scores");
+    esa_qc16.resize(size_t(T * e.dim), "esa scratch");
+    const EsaImportanceScratch scratch{esa_scores.get(), esa_qc16.get(), esa_row_max.get()};
+    esa_importance_cuda(cublas, stream, esa_qc.get(), e.kc[size_t(l)].get(), e.dim, T, m0, m1, int(o.eps), scratch,
+                        esa_importance.get());
     const size_t ws = cuda::top_k_workspace_bytes(middle);
     if (ws > topk_workspace.size()) {
       topk_workspace.resize(ws, "the top-k workspace");

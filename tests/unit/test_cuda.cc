@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <set>
 
 #include "attention/policy.h"
 #include "attention/selection.h"
@@ -19,6 +20,7 @@
 #include "esa_select.cuh"
 #include "flash_attention.cuh"
 #include "gathered_attention.cuh"
+#include "model/esa_cuda.h"
 #include "model/llama.h"
 #include "ops/attention.h"
 #include "ops/dequantize.h"
@@ -158,7 +160,9 @@ struct ImportanceCase {
   std::vector<float> q, cpu;
 };
 
-ImportanceCase importance_case(int dim, int T, int64_t begin, int64_t n, int eps, std::mt19937_64& rng) {
+// `bf16_queries`: queries that are bf16 values (the GEMM path rounds them to bf16).
+ImportanceCase importance_case(int dim, int T, int64_t begin, int64_t n, int eps, std::mt19937_64& rng,
+                               bool bf16_queries = false) {
   std::normal_distribution<float> normal;
   ImportanceCase c;
   c.k_bits.resize(size_t((begin + n + 3) * dim));
@@ -168,7 +172,7 @@ ImportanceCase importance_case(int dim, int T, int64_t begin, int64_t n, int eps
     k_float[i] = bf16_to_float(c.k_bits[i]);
   }
   c.q.resize(size_t(T * dim));
-  for (float& x : c.q) x = normal(rng);
+  for (float& x : c.q) x = bf16_queries ? bf16_to_float(to_bf16(normal(rng))) : normal(rng);
   const attention::ScoreBlockFn block = [&](int64_t m0, int64_t count, float* out) {
     for (int t = 0; t < T; ++t) {
       for (int64_t j = 0; j < count; ++j) {
@@ -254,6 +258,35 @@ struct AttentionCase {
 // Both branches against ops::attention_cpu (long: listed rows as cached; local: keys rotated by
 // ops::rope_cpu to their positions) merged by log-sum-exp; positions up to ~300k exercise the
 // kernel's two-table RoPE.
+// esa's importance as the forward computes it (model/esa_cuda.h), every path: decode (T <= 16),
+// the two-pass chunk kernel, and the GEMM into a score matrix with its row maxima and a grouped
+// pool (T * d' > kChunkScoreFloats), against the CPU's chunk_importance + proximity_max_pool.
+TEST_F(CudaTest, EsaImportanceMatchesCpu) {
+  std::mt19937_64 rng(test::test_seed(25));
+  cublasHandle_t cublas = nullptr;
+  ASSERT_EQ(cublasCreate(&cublas), CUBLAS_STATUS_SUCCESS);
+  for (const auto& [dim, T] : {std::pair{16, 1}, std::pair{64, 16}, std::pair{16, 512}, std::pair{128, 512},
+                               std::pair{256, 40}, std::pair{8, 1100}}) {
+    for (int64_t n : {int64_t(1), int64_t(1025), int64_t(70001)}) {
+      for (int eps : {0, 3}) {
+        const int64_t begin = 5;
+        const ImportanceCase c = importance_case(dim, T, begin, n, eps, rng, true);
+        const DeviceArray<float> d_q(c.q);
+        const DeviceArray<uint16_t> d_k(c.k_bits);
+        DeviceArray<float> d_scores(esa_score_floats(T, dim, n)), d_importance(static_cast<size_t>(n));
+        DeviceArray<uint16_t> d_q16(size_t(T * dim));
+        DeviceArray<unsigned int> d_max(esa_row_max_count(T));
+        const EsaImportanceScratch scratch{d_scores.ptr, reinterpret_cast<__nv_bfloat16*>(d_q16.ptr), d_max.ptr};
+        esa_importance_cuda(cublas, nullptr, d_q.ptr, reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), dim, T, begin,
+                            begin + n, eps, scratch, d_importance.ptr);
+        EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), importance_tolerance(4e-6, dim))
+            << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+      }
+    }
+  }
+  cublasDestroy(cublas);
+}
+
 TEST_F(CudaTest, GatheredAttentionMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(23));
   std::normal_distribution<float> normal;
@@ -512,6 +545,7 @@ TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
 TEST_F(CudaTest, FlashChunkAttentionMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(31));
   double worst_seen = 0.0;
+  std::set<int> splits_seen;
   for (const auto& [hq, hkv, d] : kChunkHeads) {
     for (const auto& [T, n_rows, lb, le] : kChunkShapes) {
       const ChunkCase c = chunk_case(hq, hkv, d, T, n_rows, lb, le, true, rng);
@@ -548,6 +582,9 @@ TEST_F(CudaTest, FlashChunkAttentionMatchesCpu) {
       p.scale = 1.0f / std::sqrt(float(d));
       p.out = d_out.ptr;
       p.lse = d_lse.ptr;
+      DeviceArray<float> d_partial(cuda::flash_chunk_partial_floats(p));
+      p.partial = d_partial.ptr;
+      splits_seen.insert(cuda::flash_chunk_splits(p));
       ASSERT_EQ(cuda::launch_flash_chunk_attention(p, nullptr), cudaSuccess);
       const auto [worst, worst_lse] = chunk_errors(c, d_out.download(), d_lse.download());
       worst_seen = std::max(worst_seen, worst);
@@ -556,6 +593,8 @@ TEST_F(CudaTest, FlashChunkAttentionMatchesCpu) {
     }
   }
   std::printf("flash chunk attention: worst relative error %.3g\n", worst_seen);
+  // Both ways out: one split writing the output, and several merged.
+  EXPECT_TRUE(splits_seen.count(1) == 1 && *splits_seen.rbegin() > 1) << "splits " << *splits_seen.rbegin();
 }
 
 // ---- the model forward on the GPU (model/llama_cuda.h) against LlamaModel on the CPU ----------
@@ -672,7 +711,8 @@ TEST_F(CudaTest, ForwardMatchesCpu) {
                                  TinyShape{4, 2, 64, 64, RopeStyle::rotate_half, true, true},
                                  TinyShape{4, 2, 64, 64, RopeStyle::rotate_half, false, false},
                                  TinyShape{6, 2, 128, 64, RopeStyle::adjacent_pairs, true, false},
-                                 TinyShape{8, 1, 64, 32, RopeStyle::rotate_half, false, false}}) {
+                                 TinyShape{8, 1, 64, 32, RopeStyle::rotate_half, false, false},
+                                 TinyShape{9, 3, 64, 64, RopeStyle::rotate_half, false, true}}) {  // SmolLM2's heads
     LlamaModel cpu = random_model(shape, rng);
     LlamaModel gpu(cpu.config(), cpu.weights());
     const bool offload = shape_index++ % 2 == 1;  // every other shape with its KV cache in host memory

@@ -1,0 +1,73 @@
+#include "model/esa_cuda.h"
+
+#include <algorithm>
+
+#include "core/cuda_check.h"
+#include "esa_select.cuh"
+#include "model_ops.cuh"
+
+namespace esa {
+namespace {
+
+constexpr int64_t kScoreBytes = int64_t(1) << 30;  // the GEMM path's score matrix, at most
+
+bool by_gemm(int64_t T, int64_t dim) { return T > cuda::kMaxScoreQueries && T * dim > cuda::kChunkScoreFloats; }
+
+// Queries per GEMM block: whole groups of kMaxScoreQueries, scores under kScoreBytes.
+int64_t gemm_block(int64_t T, int64_t middle) {
+  const int64_t groups = std::clamp<int64_t>(kScoreBytes / (std::max<int64_t>(middle, 1) * 4) / cuda::kMaxScoreQueries,
+                                             1, (T + cuda::kMaxScoreQueries - 1) / cuda::kMaxScoreQueries);
+  return std::min(groups * cuda::kMaxScoreQueries, T);
+}
+
+}  // namespace
+
+void gemm_bf16(cublasHandle_t cublas, const __nv_bfloat16* w, int64_t out, int64_t in, const __nv_bfloat16* x,
+               int64_t T, float* y) {
+  const float alpha = 1.0f, beta = 0.0f;
+  ESA_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(out), int(T), int(in), &alpha, w, CUDA_R_16BF,
+                                int(in), x, CUDA_R_16BF, int(in), &beta, y, CUDA_R_32F, int(out), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+}
+
+size_t esa_score_floats(int64_t T, int64_t dim, int64_t middle) {
+  if (by_gemm(T, dim)) return size_t(std::max<int64_t>((gemm_block(T, middle) + 1) * middle, 1));
+  return size_t(std::max<int64_t>(cuda::kMaxScoreQueries * middle, 1));
+}
+
+size_t esa_row_max_count(int64_t T) { return size_t(std::max<int64_t>(T, cuda::kMaxScoreQueries)); }
+
+void esa_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qc, const __nv_bfloat16* kc,
+                         int64_t dim, int64_t T, int64_t m0, int64_t m1, int eps, const EsaImportanceScratch& scratch,
+                         float* importance) {
+  const int64_t middle = m1 - m0;
+  if (middle <= 0) return;
+  if (by_gemm(T, dim)) {
+    const int64_t block = gemm_block(T, middle);
+    float* unpooled = scratch.scores + block * middle;
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(qc, scratch.q16, T * dim, stream));
+    for (int64_t q0 = 0; q0 < T; q0 += block) {
+      const int64_t qb = std::min(block, T - q0);
+      gemm_bf16(cublas, kc + m0 * dim, middle, dim, scratch.q16 + q0 * dim, qb, scratch.scores);
+      ESA_CUDA_CHECK(cuda::launch_score_row_max(scratch.scores, int(qb), middle, scratch.row_max, stream));
+      ESA_CUDA_CHECK(cuda::launch_score_columns_importance(scratch.scores, int(qb), middle, scratch.row_max, q0 > 0,
+                                                           unpooled, stream));
+    }
+    const cuda::ImportanceParams ip{unpooled, nullptr, 1, middle, eps, importance};
+    ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+    return;
+  }
+  if (T > cuda::kMaxScoreQueries) {  // T * dim fits the two-pass kernel
+    const cuda::ChunkImportanceParams cp{qc, kc, int(dim), int(T), m0, m1, scratch.row_max, scratch.scores};
+    ESA_CUDA_CHECK(cuda::launch_chunk_importance(cp, stream));
+    const cuda::ImportanceParams ip{scratch.scores, nullptr, 1, middle, eps, importance};
+    ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+    return;
+  }
+  const cuda::CompressedScoreParams sp{qc, kc, int(dim), int(T), m0, m1, scratch.scores, scratch.row_max};
+  ESA_CUDA_CHECK(cuda::launch_compressed_scores(sp, stream));
+  const cuda::ImportanceParams ip{scratch.scores, scratch.row_max, int(T), middle, eps, importance};
+  ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+}
+
+}  // namespace esa
