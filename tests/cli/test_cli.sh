@@ -64,6 +64,14 @@ check "generate --policy dense is an error" bash -c '[[ $0 -ne 0 ]] && grep -q "
 check "generate --eps -1 is an error" bash -c '[[ $0 -ne 0 ]] && grep -q -- "--eps" "$1"' "$rc" "$WORK/err"
 out="$("$ESA" bench attention --shape smollm2-135m --context 2048 --steps 2 --local 256 --select 256 --init 16)"; rc=$?
 check "bench attention runs every policy" bash -c '[[ $0 -eq 0 ]] && [[ $(grep -cE "^ +2048 " <<<"$1") -eq 9 ]]' "$rc" "$out"
+out="$("$ESA" bench model --model "$TINY" --prefill 32 --decode 2 --chunk 8 --policy full,esa --dim 8 --init 2 \
+  --local 4 --select 4 2>"$WORK/err")"; rc=$?
+check "bench model times full and esa" bash -c '[[ $0 -eq 0 ]] && grep -qE "^full +32 " <<<"$1" && grep -qE "^esa +32 " <<<"$1"' "$rc" "$out"
+"$ESA" bench model --model "$TINY" --prefill 32 --kv-offload >/dev/null 2>"$WORK/err"; rc=$?
+check "--kv-offload without --device cuda is one clear error" \
+  bash -c '[[ $0 -ne 0 ]] && grep -q -- "--kv-offload" "$1" && [[ $(wc -l <"$1") -eq 1 ]]' "$rc" "$WORK/err"
+"$ESA" bench model --model "$TINY" --prefill 32 --policy full,,esa >/dev/null 2>"$WORK/err"; rc=$?
+check "an empty item in --policy is an error" bash -c '[[ $0 -ne 0 ]] && grep -q "empty item" "$1"' "$rc" "$WORK/err"
 
 # --- bad options ----------------------------------------------------------------------------
 "$ESA" tokenize --model "$TINY" >/dev/null 2>"$WORK/err"; rc=$?
