@@ -199,28 +199,28 @@ void run_bench_model(const BenchModelOptions& opt) {
     std::vector<int32_t> ids(static_cast<size_t>(p));
     for (auto& id : ids) id = int32_t(rng() % uint64_t(c.vocab));
     for (const auto& [name, policy] : policies) {
-    KvCache cache = model.make_cache();
-    cache.reserve(p + opt.decode);
-    ForwardOptions fwd;
-    fwd.chunk = opt.chunk;
-    fwd.policy = policy.get();
-    const auto t0 = std::chrono::steady_clock::now();
-    Tensor logits = model.forward(ids, cache, fwd);
-    const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double flops = 2.0 * proj_params * double(p) +
-                         2.0 * 2.0 * double(c.n_layers * c.n_heads * c.head_dim) * double(p) * double(p + 1) / 2.0 +
-                         2.0 * double(c.vocab * c.hidden);
-    const auto t1 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < opt.decode; ++i) {
-      const int32_t next = argmax(logits.data(), logits.numel());
-      logits = model.forward(std::span<const int32_t>(&next, 1), cache, fwd);
-    }
-    const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    fmt::print("{:<6} {:>8} {:>10.2f} {:>12.1f} {:>10} {:>12.1f} {:>10.1f} {:>12.0f}\n", name, p, prefill_s,
-               double(p) / prefill_s, policy ? std::string("-") : fmt::format("{:.1f}", flops / prefill_s / 1e9),
-               opt.decode > 0 ? double(opt.decode) / decode_s : 0.0, double(cache.bytes_allocated()) / (1 << 20),
-               peak_rss_mib());
-    std::fflush(stdout);
+      KvCache cache = model.make_cache();
+      cache.reserve(p + opt.decode);
+      ForwardOptions fwd;
+      fwd.chunk = opt.chunk;
+      fwd.policy = policy.get();
+      const auto t0 = std::chrono::steady_clock::now();
+      Tensor logits = model.forward(ids, cache, fwd);
+      const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double flops = 2.0 * proj_params * double(p) +
+                           2.0 * 2.0 * double(c.n_layers * c.n_heads * c.head_dim) * double(p) * double(p + 1) / 2.0 +
+                           2.0 * double(c.vocab * c.hidden);
+      const auto t1 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < opt.decode; ++i) {
+        const int32_t next = argmax(logits.data(), logits.numel());
+        logits = model.forward(std::span<const int32_t>(&next, 1), cache, fwd);
+      }
+      const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      fmt::print("{:<6} {:>8} {:>10.2f} {:>12.1f} {:>10} {:>12.1f} {:>10.1f} {:>12.0f}\n", name, p, prefill_s,
+                 double(p) / prefill_s, policy ? std::string("-") : fmt::format("{:.1f}", flops / prefill_s / 1e9),
+                 opt.decode > 0 ? double(opt.decode) / decode_s : 0.0, double(cache.bytes_allocated()) / (1 << 20),
+                 peak_rss_mib());
+      std::fflush(stdout);
     }
   }
 }

@@ -189,6 +189,8 @@ void register_bench_attention(CLI::App& bench) {
   cmd->add_option("--init", opt->budget.init, "Initial tokens")->capture_default_str();
   cmd->add_option("--local", opt->budget.local, "Local window")->capture_default_str();
   cmd->add_option("--select", opt->budget.select, "Selected middle tokens")->capture_default_str();
+  cmd->add_option("--chunk", opt->budget.chunk, "cuda: queries of the timed prefill chunk")->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--steps", opt->steps, "Timed decode steps (after one warm-up)")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
   cmd->add_option("--seed", opt->seed, "Seed of the random cache and queries")->capture_default_str();

@@ -29,9 +29,9 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// Chunks of at least this many queries attend by GEMMs (K/V read once per chunk); fewer (decode)
-// by the split-K kernel.
-constexpr int64_t kChunkGemmQueries = 8;
+// Chunks of at least this many queries attend by the flash kernel (K/V tiles read once per
+// query block); fewer (decode) by the split-K kernel.
+constexpr int64_t kChunkFlashQueries = 8;
 
 // Where a Buffer lives: device memory, or page-locked host memory mapped into the device's
 // address space (kernels read it over the bus; unified addressing makes the pointer the same).
@@ -241,6 +241,7 @@ struct CudaForward::Impl {
     rows.resize(size_t(std::max<int64_t>(rows_needed, 1)), "the selected rows");
   }
 
+  // Y [T, out] = X [T, in] . W^T (model/esa_cuda.h).
   void gemm(const bf16* w, int64_t out, int64_t in, const bf16* x_in, int64_t T, float* y) const {
     gemm_bf16(cublas, w, out, in, x_in, T, y);
   }
@@ -614,7 +615,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       p.n_rows = int(rows.size());
       p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
     }
-    if (T >= kChunkGemmQueries) {
+    if (T >= kChunkFlashQueries) {
       m.attend_chunk(p.k, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, scale, m.attn.get());
     } else {
       const int64_t total = p.n_rows + (p.range_end - p.range_begin);
