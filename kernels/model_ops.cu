@@ -98,6 +98,12 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
   }
 }
 
+__global__ void iota_kernel(int* out, int n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = int(i);
+  }
+}
+
 __global__ void to_bf16_kernel(const float* in, __nv_bfloat16* out, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     out[i] = __float2bfloat16_rn(in[i]);
@@ -158,6 +164,13 @@ cudaError_t launch_gqa_fold(const float* q, int T, int hq, int hkv, int d, float
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
   add_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(x, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_iota(int* out, int n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  iota_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(out, n);
   return cudaGetLastError();
 }
 

@@ -381,11 +381,7 @@ struct CudaForward::Impl {
     const int64_t m0 = split.init_end, m1 = split.local_begin, middle = m1 - m0;
     const bool all = middle <= o.budget.select;
     const int64_t n_rows = all ? m1 : m0 + o.budget.select;
-    std::vector<int> first(size_t(all ? m1 : m0));
-    for (size_t i = 0; i < first.size(); ++i) first[i] = int(i);
-    if (!first.empty()) {
-      ESA_CUDA_CHECK(cudaMemcpyAsync(rows.get(), first.data(), first.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
-    }
+    ESA_CUDA_CHECK(cuda::launch_iota(rows.get(), int(all ? m1 : m0), stream));  // the initial tokens' rows
     if (all) return {n_rows, m1};
     const int64_t hq = config.n_heads, hkv = config.n_kv_heads, d = config.head_dim, kw = hkv * d;
     // q~: the chunk's queries folded over each KV group, in the score space; q' = Wq q~ + bq.
