@@ -154,7 +154,9 @@ __global__ void __launch_bounds__(kThreads) score_columns_kernel(const float* sc
   const int64_t m = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (m >= n) return;
   float v = accumulate ? f[m] : -INFINITY;
-  for (int r = 0; r < rows; ++r) v = fmaxf(v, scores[int64_t(r) * n + m] - key_float(__ldg(row_max + r)));
+  for (int r = 0; r < rows; ++r) {
+    v = fmaxf(v, scores[int64_t(r) * n + m] - (row_max != nullptr ? key_float(__ldg(row_max + r)) : 0.0f));
+  }
   f[m] = v;
 }
 

@@ -51,7 +51,8 @@ cudaError_t launch_chunk_importance(const ChunkImportanceParams& p, cudaStream_t
 /// For a score matrix computed elsewhere (a long chunk's scores by a tensor-core GEMM,
 /// model/esa_cuda.h): row_max[r] = the order-preserving bits of max_m scores[r][m] (as
 /// launch_compressed_scores writes them), then the unpooled importance
-/// f[m] = max_r (scores[r][m] - max of row r), or max(f[m], that) with `accumulate` (query blocks).
+/// f[m] = max_r (scores[r][m] - max of row r), or max(f[m], that) with `accumulate` (query blocks);
+/// row_max null: nothing is subtracted (Quest's page scores, the plain max over the chunk).
 /// Pool f with launch_importance_pool (T = 1, row_max = nullptr).
 cudaError_t launch_score_row_max(const float* scores, int rows, int64_t n, unsigned int* row_max, cudaStream_t stream);
 cudaError_t launch_score_columns_importance(const float* scores, int rows, int64_t n, const unsigned int* row_max,

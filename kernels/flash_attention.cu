@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(kThreads) flash_chunk_kernel(FlashChunkParams 
     const bool listed = segment == 0;
     const int64_t t_begin = listed ? my_first : max(my_first, n0), t_end = listed ? min(my_end, n0) : my_end;
     if (t_begin >= t_end) continue;
-    const int64_t len = listed ? p.n_rows : visible;
+    const int64_t len = !listed ? visible : p.rows_valid != nullptr ? min(p.n_rows, int64_t(*p.rows_valid)) : p.n_rows;
     const int64_t base = listed ? 0 : n0;  // tile index of the segment's first tile
     const bf16* q = listed ? p.q_long : p.q_local;
     const bf16* k_src = listed ? p.k_rows : p.k_range;

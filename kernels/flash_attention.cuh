@@ -22,6 +22,8 @@ struct FlashChunkParams {
   const __nv_bfloat16* k_rows = nullptr;   // [n_rows, hkv * d] the listed rows' keys
   const __nv_bfloat16* v_rows = nullptr;   // [n_rows, hkv * d]
   int64_t n_rows = 0;
+  const int* rows_valid = nullptr;         // optional device [1]: listed rows at or past *rows_valid
+                                           // are masked (a row count that stays on the device)
   const __nv_bfloat16* k_range = nullptr;  // [range_len, hkv * d] rotated keys of positions range_begin ...
   const __nv_bfloat16* v_range = nullptr;  // [range_len, hkv * d]
   int64_t range_begin = 0, range_len = 0;

@@ -79,6 +79,7 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
   const int64_t per_split = (total + splits - 1) / splits;
   const int64_t first = int64_t(split) * per_split;
   const int64_t last = first + per_split < total ? first + per_split : total;
+  const int64_t listed_valid = p.rows_valid != nullptr ? int64_t(__ldg(p.rows_valid)) : int64_t(p.n_rows);
 
   float m[GROUP_MAX], l[GROUP_MAX], acc[GROUP_MAX][8];
 #pragma unroll
@@ -112,7 +113,7 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) {
         const int64_t r = base + u * kRowsPerStep + slot;
-        valid[u] = r < hi;
+        valid[u] = r < hi && (phase == 1 || r < listed_valid);
         row[u] = !valid[u] ? 0 : phase == 0 ? int64_t(__ldg(p.rows + r)) : p.range_begin + (r - p.n_rows);
       }
       uint4 k_raw[UNROLL], v_raw[UNROLL];

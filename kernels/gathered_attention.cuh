@@ -23,6 +23,9 @@ struct GatheredAttentionParams {
   const __nv_bfloat16* v = nullptr;  // [n, hkv, d]
   const int* rows = nullptr;       // [n_rows] listed rows (long branch)
   int n_rows = 0;
+  const int* rows_valid = nullptr; // optional device [1]: listed rows at or past *rows_valid are
+                                   // masked (they must still be valid row indices): a row count
+                                   // that stays on the device (Quest's partial last page)
   int64_t range_begin = 0, range_end = 0;  // local rows; keys rotated to their positions when rope.low
   int queries = 1;                 // consecutive query tokens (a prefill chunk) sharing the rows
   bool causal = false;             // query t's range ends at range_end - (queries - 1 - t)

@@ -11,13 +11,21 @@ namespace {
 
 constexpr int64_t kScoreBytes = int64_t(1) << 30;  // the GEMM path's score matrix, at most
 
-bool by_gemm(int64_t T, int64_t dim) { return T > cuda::kMaxScoreQueries && T * dim > cuda::kChunkScoreFloats; }
+// The score kernels take d' up to 256; wider (oracle's whole key rows) always goes by GEMM.
+bool by_gemm(int64_t T, int64_t dim) {
+  return dim > 256 || (T > cuda::kMaxScoreQueries && T * dim > cuda::kChunkScoreFloats);
+}
 
 // Queries per GEMM block: whole groups of kMaxScoreQueries, scores under kScoreBytes.
 int64_t gemm_block(int64_t T, int64_t middle) {
   const int64_t groups = std::clamp<int64_t>(kScoreBytes / (std::max<int64_t>(middle, 1) * 4) / cuda::kMaxScoreQueries,
                                              1, (T + cuda::kMaxScoreQueries - 1) / cuda::kMaxScoreQueries);
   return std::min(groups * cuda::kMaxScoreQueries, T);
+}
+
+// Queries per block of Quest's float32 score GEMM: scores under kScoreBytes.
+int64_t quest_block(int64_t T, int64_t pages) {
+  return std::clamp<int64_t>(kScoreBytes / (std::max<int64_t>(pages, 1) * 4), 1, std::max<int64_t>(T, 1));
 }
 
 }  // namespace
@@ -68,6 +76,24 @@ void esa_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float
   ESA_CUDA_CHECK(cuda::launch_compressed_scores(sp, stream));
   const cuda::ImportanceParams ip{scratch.scores, scratch.row_max, int(T), middle, eps, importance};
   ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+}
+
+size_t quest_score_floats(int64_t T, int64_t pages) {
+  return size_t(std::max<int64_t>(quest_block(T, pages) * pages, 1));
+}
+
+void quest_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qs, const float* bounds,
+                           int64_t width, int64_t T, int64_t pages, float* scores, float* importance) {
+  if (pages <= 0) return;
+  const int64_t block = quest_block(T, pages), k = 2 * width;
+  const float alpha = 1.0f, beta = 0.0f;
+  for (int64_t q0 = 0; q0 < T; q0 += block) {
+    const int64_t qb = std::min(block, T - q0);
+    // scores [qb, pages] row-major = (bounds [pages, k] . qs[q0:]^T) column-major.
+    ESA_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(pages), int(qb), int(k), &alpha, bounds, int(k),
+                                 qs + q0 * k, int(k), &beta, scores, int(pages)));
+    ESA_CUDA_CHECK(cuda::launch_score_columns_importance(scores, int(qb), pages, nullptr, q0 > 0, importance, stream));
+  }
 }
 
 }  // namespace esa

@@ -1,11 +1,14 @@
-// esa's token importance on the GPU for a decode step or a prefill chunk, shared by the model
-// forward (model/llama_cuda.cc) and `esa bench attention --device cuda`, so that the benchmark
-// times the forward's own path. Picks among kernels/esa_select.cuh's ways by the chunk's size:
-//   T <= kMaxScoreQueries (decode)     compressed scores with the row maxima, pool;
+// The selecting policies' importance on the GPU for a decode step or a prefill chunk, shared by
+// the model forward (model/llama_cuda.cc) and `esa bench attention --device cuda`, so that the
+// benchmark times the forward's own path.
+// esa (and oracle: the same with the identity projection, d' = the key width) picks among
+// kernels/esa_select.cuh's ways by the chunk's size:
+//   T <= kMaxScoreQueries, d' <= 256   compressed scores with the row maxima, pool;
 //   T * d' <= kChunkScoreFloats        two passes over k' with no score matrix, pool;
-//   longer chunks                      a tensor-core GEMM into a score matrix (query blocks of at
+//   longer chunks, or d' > 256         a tensor-core GEMM into a score matrix (query blocks of at
 //                                      most 1 GiB of scores), its row maxima, the max over the
 //                                      chunk per column, then one pool.
+// quest scores its pages by one float32 GEMM and the max over the chunk (kernels/page_select.cuh).
 // Reference: attention::chunk_importance + proximity_max_pool (tests/unit/test_cuda.cc through
 // the forward; the kernels each against the CPU). Include only in CUDA-enabled translation units.
 #pragma once
@@ -49,5 +52,13 @@ size_t esa_row_max_count(int64_t T);
 void esa_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qc, const __nv_bfloat16* kc,
                          int64_t dim, int64_t T, int64_t m0, int64_t m1, int eps, const EsaImportanceScratch& scratch,
                          float* importance);
+
+/// Quest's page importance (the host's QuestPolicy): importance[p] = max over the T queries of
+/// [pos | neg]_t . [max | min]_p, for the signed folded queries qs [T, 2 * width]
+/// (launch_gqa_fold_signed) and the page bounds [pages, 2 * width] (launch_page_bounds); no
+/// per-query maximum subtracted, no pooling. float32 GEMM into `scores` (quest_score_floats).
+size_t quest_score_floats(int64_t T, int64_t pages);
+void quest_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qs, const float* bounds,
+                           int64_t width, int64_t T, int64_t pages, float* scores, float* importance);
 
 }  // namespace esa

@@ -14,6 +14,7 @@
 
 #include "attention/policy.h"
 #include "attention/projection.h"
+#include "attention/scoring_policies.h"
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "chunk_attention.cuh"
@@ -23,6 +24,7 @@
 #include "model/esa_cuda.h"
 #include "model/llama.h"
 #include "model_ops.cuh"
+#include "page_select.cuh"
 
 namespace esa {
 namespace {
@@ -104,6 +106,15 @@ struct DeviceEsa {
   std::vector<int64_t> valid;
 };
 
+// quest's state for one sequence on the device: per layer, the page bounds [capacity, 2, width]
+// (max | min per channel, keys before RoPE) of the middle tokens [origin, ...), the first
+// `valid` pages complete (the last page of a call may be partial and is recomputed next time).
+struct DeviceQuest {
+  int64_t capacity = 0;  // pages
+  std::vector<Buffer<float>> bounds;
+  std::vector<int64_t> valid, origin;
+};
+
 // The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand; in
 // device memory, or (kv_offload) in mapped host memory that the kernels read over the bus.
 class CudaKvStorage final : public DeviceKvStorage {
@@ -143,6 +154,7 @@ class CudaKvStorage final : public DeviceKvStorage {
 
  public:
   DeviceEsa esa;
+  DeviceQuest quest;
 };
 
 struct DeviceLayer {
@@ -253,7 +265,8 @@ struct CudaForward::Impl {
   // the cache is in mapped host memory (--kv-offload), so the range's values are copied to the
   // device once rather than read over the bus by every query block.
   void attend_chunk(const bf16* k_cache, const bf16* v_cache, bool v_range_on_host, int64_t T, int64_t S,
-                    int64_t range_begin, const int* rows, int64_t n_rows, float scale, float* out) const {
+                    int64_t range_begin, const int* rows, int64_t n_rows, const int* rows_valid, float scale,
+                    float* out) const {
     const ModelConfig& c = config;
     const int64_t hq = c.n_heads, hkv = c.n_kv_heads, d = c.head_dim, kw = hkv * d, R = S - range_begin;
     cudaStream_t s = stream;
@@ -281,6 +294,7 @@ struct CudaForward::Impl {
     fp.k_rows = k_rows16.get();
     fp.v_rows = v_rows16.get();
     fp.n_rows = n_rows;
+    fp.rows_valid = rows_valid;
     fp.k_range = k_range16.get();
     fp.v_range = v_range;
     fp.range_begin = range_begin;
@@ -302,17 +316,23 @@ struct CudaForward::Impl {
   mutable Buffer<unsigned int> esa_row_max;
   mutable Buffer<char> topk_workspace;
 
-  // Whether esa selects on the device for this policy: uniform heads and a projection the
-  // kernels take (d' a multiple of 8 up to 256); otherwise the policy selects on the host.
-  static bool selects_on_device(const attention::Policy* policy) {
-    if (policy == nullptr || policy->esa_projection() == nullptr) return false;
+  // Which selection runs on the device: esa with uniform heads and a projection the kernels take
+  // (d' a multiple of 8 up to 256), oracle and quest with uniform heads; otherwise (streaming,
+  // infllm, per-KV-head lists) the policy selects on the host from the host's key cache.
+  enum class DeviceSelection { none, esa, oracle, quest };
+  static DeviceSelection device_selection(const attention::Policy* policy) {
+    if (policy == nullptr) return DeviceSelection::none;
     const attention::PolicyOptions& o = policy->options();
+    if (o.heads != attention::HeadMode::uniform || o.eps > 1024) return DeviceSelection::none;
+    if (o.kind == attention::PolicyKind::oracle) return DeviceSelection::oracle;
+    if (o.kind == attention::PolicyKind::quest) return DeviceSelection::quest;
+    if (policy->esa_projection() == nullptr) return DeviceSelection::none;
     const attention::Projection& p = *policy->esa_projection();
-    if (o.heads != attention::HeadMode::uniform || o.eps > 1024 || p.layers.empty()) return false;
+    if (p.layers.empty()) return DeviceSelection::none;
     for (const auto& layer : p.layers) {
-      if (layer.dim % 8 != 0 || layer.dim > 256 || layer.dim != p.layers[0].dim) return false;
+      if (layer.dim % 8 != 0 || layer.dim > 256 || layer.dim != p.layers[0].dim) return DeviceSelection::none;
     }
-    return true;
+    return DeviceSelection::esa;
   }
 
   // Uploads the projection (once per sequence) and extends layer l's compressed keys to S rows.
@@ -371,45 +391,138 @@ struct CudaForward::Impl {
     valid = S;
   }
 
-  // esa's selection of layer l for a chunk of T queries on the device (PAPER.md section 2; the
-  // host's EsaPolicy::select): writes the long-branch rows (initial tokens, then the top-k middle
-  // tokens, ascending) to `rows` and returns their count and the local branch's first token.
-  std::pair<int64_t, int64_t> select_on_device(const attention::Policy& policy, DeviceEsa& e, int64_t l, int64_t T,
-                                               int64_t start) const {
+  // What a selection on the device leaves for the attention: `n_rows` long-branch rows in `rows`
+  // (initial tokens, then the chosen middle tokens, ascending), of which the first *rows_valid
+  // count when rows_valid is set (quest: a chosen partial last page), and the local branch's first
+  // token.
+  struct DeviceRows {
+    int64_t n_rows = 0, local_begin = 0;
+    const int* rows_valid = nullptr;
+  };
+
+  // The selection of layer l for a chunk of T queries on the device (PAPER.md section 2; the
+  // host's EsaPolicy, OraclePolicy and QuestPolicy::select). Queries in the score space are
+  // q_long (rotated) or q (plain); keys before RoPE are the cache's (`k_cache`, bf16).
+  DeviceRows select_on_device(const attention::Policy& policy, DeviceSelection how, CudaKvStorage& storage, int64_t l,
+                              int64_t T, int64_t start) const {
     const attention::PolicyOptions& o = policy.options();
     const attention::ContextSplit split = attention::split_context(o.budget, start);
     const int64_t m0 = split.init_end, m1 = split.local_begin, middle = m1 - m0;
     const bool all = middle <= o.budget.select;
-    const int64_t n_rows = all ? m1 : m0 + o.budget.select;
     ESA_CUDA_CHECK(cuda::launch_iota(rows.get(), int(all ? m1 : m0), stream));  // the initial tokens' rows
-    if (all) return {n_rows, m1};
+    if (all) return {m1, m1, nullptr};
     const int64_t hq = config.n_heads, hkv = config.n_kv_heads, d = config.head_dim, kw = hkv * d;
-    // q~: the chunk's queries folded over each KV group, in the score space; q' = Wq q~ + bq.
     const float* q_space = o.score_space == attention::ScoreSpace::rotated ? q_long.get() : q.get();
-    esa_qfold.resize(size_t(T * kw), "esa scratch");
-    esa_q16.resize(size_t(T * kw), "esa scratch");
-    esa_qc.resize(size_t(T * e.dim), "esa scratch");
+    if (how == DeviceSelection::quest) return select_pages(o, storage.quest, storage.k(l), l, T, start, m0, m1, q_space);
+    // q~: the chunk's queries folded over each KV group; esa scores q' = Wq q~ + bq against k',
+    // oracle q~ against the keys themselves.
+    esa_qfold.resize(size_t(T * kw), "selection scratch");
     ESA_CUDA_CHECK(cuda::launch_gqa_fold(q_space, int(T), int(hq), int(hkv), int(d), esa_qfold.get(), stream));
-    ESA_CUDA_CHECK(cuda::launch_to_bf16(esa_qfold.get(), esa_q16.get(), T * kw, stream));
-    gemm(e.wq[size_t(l)].get(), e.dim, kw, esa_q16.get(), T, esa_qc.get());
-    ESA_CUDA_CHECK(cuda::launch_add_bias(esa_qc.get(), e.bq[size_t(l)].get(), int(T), int(e.dim), stream));
+    const float* qc = esa_qfold.get();
+    const bf16* kc = storage.k(l);
+    int64_t dim = kw;
+    if (how == DeviceSelection::esa) {
+      const DeviceEsa& e = storage.esa;
+      dim = e.dim;
+      esa_q16.resize(size_t(T * kw), "selection scratch");
+      esa_qc.resize(size_t(T * dim), "selection scratch");
+      ESA_CUDA_CHECK(cuda::launch_to_bf16(esa_qfold.get(), esa_q16.get(), T * kw, stream));
+      gemm(e.wq[size_t(l)].get(), dim, kw, esa_q16.get(), T, esa_qc.get());
+      ESA_CUDA_CHECK(cuda::launch_add_bias(esa_qc.get(), e.bq[size_t(l)].get(), int(T), int(dim), stream));
+      qc = esa_qc.get();
+      kc = e.kc[size_t(l)].get();
+    }
     // Importance over the middle tokens (model/esa_cuda.h picks the kernels by T and d').
-    esa_scores.resize(esa_score_floats(T, e.dim, middle), "esa scores");
-    esa_importance.resize(size_t(middle), "esa scores");
-    esa_row_max.resize(esa_row_max_count(T), "esa scores");
-    esa_qc16.resize(size_t(T * e.dim), "esa scratch");
+    esa_scores.resize(esa_score_floats(T, dim, middle), "selection scores");
+    esa_importance.resize(size_t(middle), "selection scores");
+    esa_row_max.resize(esa_row_max_count(T), "selection scores");
+    esa_qc16.resize(size_t(T * dim), "selection scratch");
     const EsaImportanceScratch scratch{esa_scores.get(), esa_qc16.get(), esa_row_max.get()};
-    esa_importance_cuda(cublas, stream, esa_qc.get(), e.kc[size_t(l)].get(), e.dim, T, m0, m1, int(o.eps), scratch,
-                        esa_importance.get());
-    const size_t ws = cuda::top_k_workspace_bytes(middle);
+    esa_importance_cuda(cublas, stream, qc, kc, dim, T, m0, m1, int(o.eps), scratch, esa_importance.get());
+    top_k(esa_importance.get(), middle, o.budget.select, int(m0), rows.get() + m0);
+    return {m0 + o.budget.select, m1, nullptr};
+  }
+
+  // indices [k] = the k largest of values [n] (ties: lower index) + offset, ascending.
+  void top_k(const float* values, int64_t n, int64_t k, int offset, int* indices) const {
+    const size_t ws = cuda::top_k_workspace_bytes(n);
     if (ws > topk_workspace.size()) {
       topk_workspace.resize(ws, "the top-k workspace");
       ESA_CUDA_CHECK(cudaMemsetAsync(topk_workspace.get(), 0, topk_workspace.size(), stream));
     }
-    cuda::TopKParams tp{esa_importance.get(), middle, int(o.budget.select), int(m0), rows.get() + m0,
-                        topk_workspace.get()};
+    const cuda::TopKParams tp{values, n, int(k), offset, indices, topk_workspace.get()};
     ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
-    return {n_rows, m1};
+  }
+
+  mutable Buffer<float> quest_q;
+  mutable Buffer<int> quest_pages, quest_rows_valid;
+
+  // quest (the host's QuestPolicy::select): pages of kQuestPage middle tokens, bounds kept per
+  // layer and extended by the pages completed since the last call, scored by the signed folded
+  // queries, the select / kQuestPage best pages' tokens.
+  DeviceRows select_pages(const attention::PolicyOptions& o, DeviceQuest& st, const bf16* k_cache, int64_t l, int64_t T,
+                          int64_t start, int64_t m0, int64_t m1, const float* q_space) const {
+    constexpr int64_t page = attention::kQuestPage;
+    const int64_t hq = config.n_heads, hkv = config.n_kv_heads, d = config.head_dim, kw = hkv * d;
+    const int64_t middle = m1 - m0, full = middle / page, pages = (middle + page - 1) / page;
+    if (st.bounds.empty()) {
+      st.bounds.resize(size_t(config.n_layers));
+      st.valid.assign(size_t(config.n_layers), 0);
+      st.origin.assign(size_t(config.n_layers), -1);
+    }
+    if (pages > st.capacity) {  // grow every layer's bounds (keeping the complete pages)
+      const int64_t cap = std::max(pages, st.capacity * 3 / 2);
+      for (size_t i = 0; i < st.bounds.size(); ++i) {
+        Buffer<float> grown(size_t(cap * 2 * kw), "quest's page bounds");
+        if (st.valid[i] > 0) {
+          ESA_CUDA_CHECK(cudaMemcpyAsync(grown.get(), st.bounds[i].get(), size_t(st.valid[i] * 2 * kw) * sizeof(float),
+                                         cudaMemcpyDeviceToDevice, stream));
+        }
+        ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+        st.bounds[i] = std::move(grown);
+      }
+      st.capacity = cap;
+    }
+    // Complete pages stay valid while the middle starts at the same token and the cache still
+    // holds their rows (a truncated cache drops the pages past its end).
+    int64_t& valid = st.valid[size_t(l)];
+    if (st.origin[size_t(l)] != m0) valid = 0;
+    st.origin[size_t(l)] = m0;
+    valid = std::min({valid, full, std::max<int64_t>(start - m0, 0) / page});
+    cuda::PageBoundsParams bp;
+    bp.keys = k_cache;
+    bp.width = kw;
+    bp.begin = m0;
+    bp.end = m1;
+    bp.page = int(page);
+    bp.page_from = valid;
+    bp.page_to = pages;
+    bp.bounds = st.bounds[size_t(l)].get();
+    ESA_CUDA_CHECK(cuda::launch_page_bounds(bp, stream));
+    valid = full;
+
+    const int64_t k = o.budget.select / page;
+    if (k == 0) return {m0, m1, nullptr};
+    quest_q.resize(size_t(T * 2 * kw), "selection scratch");
+    ESA_CUDA_CHECK(cuda::launch_gqa_fold_signed(q_space, int(T), int(hq), int(hkv), int(d), quest_q.get(), stream));
+    esa_scores.resize(quest_score_floats(T, pages), "selection scores");
+    esa_importance.resize(size_t(pages), "selection scores");
+    quest_importance_cuda(cublas, stream, quest_q.get(), st.bounds[size_t(l)].get(), kw, T, pages, esa_scores.get(),
+                          esa_importance.get());
+    quest_pages.resize(size_t(k), "selection scratch");
+    quest_rows_valid.resize(1, "selection scratch");
+    top_k(esa_importance.get(), pages, k, 0, quest_pages.get());
+    cuda::ExpandPagesParams xp;
+    xp.pages = quest_pages.get();
+    xp.k = int(k);
+    xp.page = int(page);
+    xp.begin = m0;
+    xp.end = m1;
+    xp.base = int(m0);
+    xp.rows = rows.get() + m0;
+    xp.rows_valid = quest_rows_valid.get();
+    ESA_CUDA_CHECK(cuda::launch_expand_pages(xp, stream));
+    return {m0 + k * page, m1, quest_rows_valid.get()};
   }
 
   Tensor download(const float* src, std::vector<int64_t> shape) const {
@@ -508,8 +621,8 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
   const int64_t start = cache.size(), S = start + T;
   const ForwardHook& hook = options.hook;
   attention::Policy* policy = options.policy;
-  // esa selects on the device (Impl::select_on_device); other policies on the host.
-  const bool device_select = m.selects_on_device(policy);
+  // esa, oracle and quest select on the device (Impl::select_on_device); others on the host.
+  const Impl::DeviceSelection device_select = Impl::device_selection(policy);
   const int64_t max_rows = policy != nullptr ? policy->options().budget.init + policy->options().budget.select : 0;
   m.ensure_scratch(T, max_rows);
   storage->ensure(std::max(S, cache.reserved_tokens()), start, m.stream);
@@ -573,15 +686,18 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     p.d = int(hd);
     p.scale = scale;
     p.out = m.attn.get();
-    if (device_select) {
-      m.update_compressed_keys(storage->esa, *policy->esa_projection(), storage->k(l), l, start, S);
+    if (device_select != Impl::DeviceSelection::none) {
+      if (device_select == Impl::DeviceSelection::esa) {
+        m.update_compressed_keys(storage->esa, *policy->esa_projection(), storage->k(l), l, start, S);
+      }
       ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_long.get(), int(T), int(nh), int(hd), m.rope,
                                        policy->options().query_position(), 0, s));
-      const auto [n_rows, local_begin] = m.select_on_device(*policy, storage->esa, l, T, start);
+      const Impl::DeviceRows chosen = m.select_on_device(*policy, device_select, *storage, l, T, start);
       p.q_long = m.q_long.get();
       p.rows = m.rows.get();
-      p.n_rows = int(n_rows);
-      p.range_begin = local_begin;
+      p.n_rows = int(chosen.n_rows);
+      p.rows_valid = chosen.rows_valid;
+      p.range_begin = chosen.local_begin;
     } else if (policy != nullptr) {
       // The policy sees what it sees on the CPU: the chunk's queries before RoPE and a cache
       // holding the chunk's keys.
@@ -612,7 +728,8 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
     }
     if (T >= kChunkFlashQueries) {
-      m.attend_chunk(p.k, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, scale, m.attn.get());
+      m.attend_chunk(p.k, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, p.rows_valid, scale,
+                     m.attn.get());
     } else {
       const int64_t total = p.n_rows + (p.range_end - p.range_begin);
       m.partial.resize(cuda::gathered_attention_partial_floats(total, p.hq, p.hkv, p.d, p.queries), "attention scratch");
@@ -620,7 +737,12 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       ESA_CUDA_CHECK(cuda::launch_gathered_attention(p, s));
     }
     if (hook && policy != nullptr) {
-      std::vector<int> rows(size_t(p.n_rows));
+      int n_valid = p.n_rows;
+      if (p.rows_valid != nullptr) {
+        ESA_CUDA_CHECK(cudaMemcpyAsync(&n_valid, p.rows_valid, sizeof(int), cudaMemcpyDeviceToHost, s));
+        ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+      }
+      std::vector<int> rows(static_cast<size_t>(n_valid));
       if (!rows.empty()) {
         ESA_CUDA_CHECK(cudaMemcpyAsync(rows.data(), p.rows, rows.size() * sizeof(int), cudaMemcpyDeviceToHost, s));
         ESA_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -644,7 +766,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
     emit("hidden", l, m.x.get(), {T, H});
   }
-  if (policy == nullptr || device_select) {
+  if (policy == nullptr || device_select != Impl::DeviceSelection::none) {
     ESA_CUDA_CHECK(cudaStreamSynchronize(s));
     for (int64_t l = 0; l < c.n_layers; ++l) cache.append(l, host_keys + l * T * kw, nullptr, nullptr, T);
   }

@@ -34,10 +34,11 @@ require_model_and_h5py() {
 }
 
 # kill_after_cases PID LOG N: SIGKILLs PID once its stderr LOG shows N finished eval cases
-# (or it exits first; at most 60 s), then reaps it.
+# (or it exits first; at most 600 s: CI runs this beside the other suites on 2 cores, where four
+# cases took over 60 s), then reaps it.
 kill_after_cases() {
   local pid="$1" log="$2" n="$3"
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 6000); do
     [[ $(grep -cE "#0: (correct|wrong)" "$log" 2>/dev/null) -ge $n ]] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1

@@ -151,11 +151,27 @@ row merge_old_format "qk_vlen.h5: /: attribute 'format': a variable-length strin
   "$ESA" sweep --merge "$WORK/qk_vlen.h5" -o "$WORK/s.h5"
 
 # --- interruption ------------------------------------------------------------------------------
-# wait_for PATTERN FILE: until FILE (a run's stderr) matches, at most 60 s.
-wait_for() { for _ in $(seq 1 600); do grep -qE "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-# in_run OUTPUT: until the run writing OUTPUT has its temporary file (it is past loading the
-# model and writing), at most 60 s; then a little more, so that it is inside the forward passes.
-in_run() { for _ in $(seq 1 1200); do compgen -G "$1.partial-*" >/dev/null && break; sleep 0.05; done; sleep 0.2; }
+# The waits below are bounded generously (600 s) and end early when the run exits: CI runs this
+# suite beside the others on 2 cores, so a run can be many times slower than on an idle machine.
+# wait_for PATTERN FILE PID: until FILE (PID's stderr) matches, or PID has exited.
+wait_for() {
+  for _ in $(seq 1 6000); do
+    grep -qE "$1" "$2" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# in_run OUTPUT PID: until the run writing OUTPUT has its temporary file (it is past loading the
+# model and writing), or PID has exited; then a little more, so that it is inside the forward passes.
+in_run() {
+  for _ in $(seq 1 12000); do
+    compgen -G "$1.partial-*" >/dev/null && break
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.05
+  done
+  sleep 0.2
+}
 # The tiny model over 8 copies of the README: ~185k tokens, about 2 s in the Release build.
 for _ in 1 2 3 4 5 6 7 8; do cat "$README"; done >"$WORK/long.txt"
 DUMP=(dump --model "$TINY" --text "$WORK/long.txt" --tokens 0 --seq-len 256)
@@ -163,7 +179,7 @@ DUMP=(dump --model "$TINY" --text "$WORK/long.txt" --tokens 0 --seq-len 256)
 for sig in INT TERM; do
   "$ESA" "${DUMP[@]}" -o "$WORK/sig.h5" >/dev/null 2>"$WORK/sig.err" &
   pid=$!
-  in_run "$WORK/sig.h5"
+  in_run "$WORK/sig.h5" "$pid"
   kill -"$sig" "$pid"; wait "$pid"; rc=$?
   want=$((128 + $(kill -l "$sig")))
   check "SIG$sig stops dump: exit $want, one line, no output, no temporary" \
@@ -172,7 +188,7 @@ for sig in INT TERM; do
 done
 "$ESA" "${DUMP[@]}" -o "$WORK/killed.h5" >/dev/null 2>"$WORK/kill.err" &
 pid=$!
-in_run "$WORK/killed.h5"
+in_run "$WORK/killed.h5" "$pid"
 kill -KILL "$pid"; wait "$pid" 2>/dev/null
 check "SIGKILL during dump leaves no output under its name" test ! -e "$WORK/killed.h5"
 "$ESA" "${DUMP[@]}" -q -o "$WORK/killed.h5" >/dev/null 2>&1
@@ -192,7 +208,7 @@ if [[ "${ESA_SANITIZED:-0}" != 1 ]]; then
 EVAL=(eval --model "$MODEL" --suite passkey --lengths 512,768 --depths 0,100 --policy full --max-new 4 --chunk 64)
 "$ESA" "${EVAL[@]}" -o "$WORK/ev.h5" >/dev/null 2>"$WORK/ev.err" &
 pid=$!
-wait_for "#0: (correct|wrong)" "$WORK/ev.err"
+wait_for "#0: (correct|wrong)" "$WORK/ev.err" "$pid"
 kill -INT "$pid"; wait "$pid"; rc=$?
 n=$("$PY" -c "import h5py, sys; print(h5py.File(sys.argv[1])['cases/policy'].shape[0])" "$WORK/ev.h5" 2>/dev/null)
 check "SIGINT stops eval with exit 130, keeping its finished cases ($n of 4)" \

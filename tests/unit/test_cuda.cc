@@ -20,6 +20,7 @@
 #include "esa_select.cuh"
 #include "flash_attention.cuh"
 #include "gathered_attention.cuh"
+#include "page_select.cuh"
 #include "model/esa_cuda.h"
 #include "model/llama.h"
 #include "ops/attention.h"
@@ -266,7 +267,9 @@ TEST_F(CudaTest, EsaImportanceMatchesCpu) {
   cublasHandle_t cublas = nullptr;
   ASSERT_EQ(cublasCreate(&cublas), CUBLAS_STATUS_SUCCESS);
   for (const auto& [dim, T] : {std::pair{16, 1}, std::pair{64, 16}, std::pair{16, 512}, std::pair{128, 512},
-                               std::pair{256, 40}, std::pair{8, 1100}}) {
+                               std::pair{256, 40}, std::pair{8, 1100},
+                               // oracle's whole key rows (SmolLM2's 3 x 64, Llama-3-8B's 8 x 128): by GEMM at any T
+                               std::pair{576, 1}, std::pair{1024, 5}}) {
     for (int64_t n : {int64_t(1), int64_t(1025), int64_t(70001)}) {
       for (int eps : {0, 3}) {
         const int64_t begin = 5;
@@ -281,6 +284,125 @@ TEST_F(CudaTest, EsaImportanceMatchesCpu) {
                             begin + n, eps, scratch, d_importance.ptr);
         EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), importance_tolerance(4e-6, dim))
             << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+      }
+    }
+  }
+  cublasDestroy(cublas);
+}
+
+const std::vector<std::tuple<int, int, int>> kQuestHeads = {{9, 3, 64}, {32, 8, 128}, {8, 1, 64}};
+
+// Quest's page selection on the device against the host's arithmetic (QuestPolicy): page bounds
+// exactly (min/max of the same bf16 keys; built in two calls, as the forward extends them), the
+// signed fold and the page scores by relative error, then the chosen pages' rows and their
+// device-side count exactly, from the GPU's own scores (a near-tie cannot flip the comparison).
+TEST_F(CudaTest, QuestPagesMatchCpu) {
+  std::mt19937_64 rng(test::test_seed(37));
+  std::normal_distribution<float> normal;
+  cublasHandle_t cublas = nullptr;
+  ASSERT_EQ(cublasCreate(&cublas), CUBLAS_STATUS_SUCCESS);
+  constexpr int kPage = 16;
+  for (const auto& [hq, hkv, d] : kQuestHeads) {
+    for (const auto& [T, m0, m1] : {std::tuple<int, int64_t, int64_t>{1, 4, 5}, {1, 4, 35}, {5, 0, 32}, {5, 3, 36},
+                                    {64, 64, 1087}, {64, 10, 1034}, {33, 1, 1025}, {600, 16, 5000}}) {
+      const std::string what = fmt::format("hq {} hkv {} d {} T {} middle [{}, {})", hq, hkv, d, T, m0, m1);
+      const int64_t width = int64_t(hkv) * d, n = m1 + 3, middle = m1 - m0;
+      const int64_t full = middle / kPage, pages = (middle + kPage - 1) / kPage;
+      std::vector<uint16_t> k_bits(size_t(n * width));
+      for (auto& b : k_bits) b = to_bf16(normal(rng));
+      Tensor q({int64_t(T), int64_t(hq), int64_t(d)});
+      for (int64_t i = 0; i < q.numel(); ++i) q.data()[i] = normal(rng);
+      const DeviceArray<uint16_t> d_k(k_bits);
+      const DeviceArray<float> d_q(std::vector<float>(q.data(), q.data() + q.numel()));
+      DeviceArray<float> d_bounds(size_t(pages * 2 * width)), d_qs(size_t(T * 2 * width));
+      cuda::PageBoundsParams bp;
+      bp.keys = reinterpret_cast<const __nv_bfloat16*>(d_k.ptr);
+      bp.width = width;
+      bp.begin = m0;
+      bp.end = m1;
+      bp.page = kPage;
+      bp.bounds = d_bounds.ptr;
+      for (const auto& [from, to] : {std::pair{int64_t(0), full}, std::pair{full, pages}}) {
+        bp.page_from = from;
+        bp.page_to = to;
+        ASSERT_EQ(cuda::launch_page_bounds(bp, nullptr), cudaSuccess) << what;
+      }
+      const std::vector<float> bounds = d_bounds.download();
+      int64_t bound_errors = 0;
+      for (int64_t p = 0; p < pages; ++p) {
+        for (int64_t c = 0; c < width; ++c) {
+          float hi = -INFINITY, lo = INFINITY;
+          for (int64_t r = m0 + p * kPage; r < std::min(m0 + (p + 1) * kPage, m1); ++r) {
+            hi = std::max(hi, bf16_to_float(k_bits[size_t(r * width + c)]));
+            lo = std::min(lo, bf16_to_float(k_bits[size_t(r * width + c)]));
+          }
+          bound_errors += bounds[size_t((p * 2) * width + c)] != hi || bounds[size_t((p * 2 + 1) * width + c)] != lo;
+        }
+      }
+      EXPECT_EQ(bound_errors, 0) << what;
+
+      ASSERT_EQ(cuda::launch_gqa_fold_signed(d_q.ptr, T, hq, hkv, d, d_qs.ptr, nullptr), cudaSuccess);
+      const std::vector<float> qs = d_qs.download();
+      Tensor pos, neg;
+      attention::gqa_fold_signed(q.view(), hkv, pos, neg);
+      double fold_error = 0.0;
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t i = 0; i < width; ++i) {
+          fold_error = std::max({fold_error, std::fabs(qs[size_t(t * 2 * width + i)] - pos.data()[t * width + i]) /
+                                                 (1.0 + std::fabs(pos.data()[t * width + i])),
+                                 std::fabs(qs[size_t(t * 2 * width + width + i)] - neg.data()[t * width + i]) /
+                                     (1.0 + std::fabs(neg.data()[t * width + i]))});
+        }
+      }
+      EXPECT_LT(fold_error, 1e-6) << what;
+
+      DeviceArray<float> d_scores(quest_score_floats(T, pages)), d_importance(static_cast<size_t>(pages));
+      quest_importance_cuda(cublas, nullptr, d_qs.ptr, d_bounds.ptr, width, T, pages, d_scores.ptr, d_importance.ptr);
+      const std::vector<float> importance = d_importance.download();
+      std::vector<double> want(static_cast<size_t>(pages), -INFINITY);
+      double scale = 0.0;
+      for (int64_t p = 0; p < pages; ++p) {
+        for (int64_t t = 0; t < T; ++t) {
+          double sum = 0.0;
+          for (int64_t i = 0; i < width; ++i) {
+            sum += double(pos.data()[t * width + i]) * bounds[size_t((p * 2) * width + i)] +
+                   double(neg.data()[t * width + i]) * bounds[size_t((p * 2 + 1) * width + i)];
+          }
+          want[size_t(p)] = std::max(want[size_t(p)], sum);
+        }
+        scale = std::max(scale, std::fabs(want[size_t(p)]));
+      }
+      double score_error = 0.0;
+      for (int64_t p = 0; p < pages; ++p) {
+        score_error = std::max(score_error, std::fabs(importance[size_t(p)] - want[size_t(p)]) / (1.0 + scale));
+      }
+      EXPECT_LT(score_error, 1e-5) << what;
+
+      for (int64_t k : {int64_t(1), (pages + 1) / 2, pages}) {
+        DeviceArray<int> d_pages(static_cast<size_t>(k)), d_rows(size_t(k * kPage)), d_valid(1);
+        DeviceArray<char> d_ws(cuda::top_k_workspace_bytes(pages));
+        ASSERT_EQ(cudaMemset(d_ws.ptr, 0, d_ws.n), cudaSuccess);
+        const cuda::TopKParams tp{d_importance.ptr, pages, int(k), 0, d_pages.ptr, d_ws.ptr};
+        ASSERT_EQ(cuda::launch_top_k(tp, nullptr), cudaSuccess) << what;
+        cuda::ExpandPagesParams xp;
+        xp.pages = d_pages.ptr;
+        xp.k = int(k);
+        xp.page = kPage;
+        xp.begin = m0;
+        xp.end = m1;
+        xp.base = int(m0);
+        xp.rows = d_rows.ptr;
+        xp.rows_valid = d_valid.ptr;
+        ASSERT_EQ(cuda::launch_expand_pages(xp, nullptr), cudaSuccess) << what;
+        std::vector<int> want_rows;
+        for (int64_t p : attention::top_k_indices(importance, k)) {
+          for (int64_t r = m0 + p * kPage; r < std::min(m0 + (p + 1) * kPage, m1); ++r) want_rows.push_back(int(r));
+        }
+        const std::vector<int> rows = d_rows.download();
+        const int valid = d_valid.download()[0];
+        ASSERT_EQ(valid, int(m0) + int(want_rows.size())) << what << " k " << k;
+        EXPECT_EQ(std::vector<int>(rows.begin(), rows.begin() + int64_t(want_rows.size())), want_rows) << what << " k " << k;
+        for (size_t i = want_rows.size(); i < rows.size(); ++i) EXPECT_EQ(rows[i], int(m0)) << what << " filler " << i;
       }
     }
   }
@@ -490,6 +612,22 @@ std::pair<double, double> chunk_errors(const ChunkCase& c, const std::vector<flo
   return {worst, worst_lse};
 }
 
+// Every other case lists its rows with filler rows after them and a device-side count of the
+// real ones (rows_valid: quest's partial last page); the reference sees only the real rows.
+struct ListedRows {
+  std::vector<int> rows;  // what the kernel is given
+  std::vector<int> valid; // [1] the real rows' count, or empty: no rows_valid
+};
+ListedRows listed_rows(const ChunkCase& c, bool padded, std::mt19937_64& rng) {
+  ListedRows l{c.rows, {}};
+  if (!padded || c.rows.empty()) return l;
+  std::uniform_int_distribution<int> pick(0, int(std::max<int64_t>(c.lb, 1)) - 1);
+  const size_t pad = 7 + c.rows.size() % 50;
+  for (size_t i = 0; i < pad; ++i) l.rows.push_back(pick(rng));
+  l.valid = {int(c.rows.size())};
+  return l;
+}
+
 // Chunk shapes: one query, causal edges at 31/32/33 and 1023/1024/1025 columns, a tile's worth
 // of listed rows, rows only, the range only.
 const std::vector<std::tuple<int, int, int64_t, int64_t>> kChunkShapes = {
@@ -499,15 +637,18 @@ const std::vector<std::tuple<int, int, int>> kChunkHeads = {{9, 3, 64}, {32, 8, 
 
 TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(29));
+  int case_index = 0;
   for (const auto& [hq, hkv, d] : kChunkHeads) {
     for (const auto& [T, n_rows, lb, le] : kChunkShapes) {
       const ChunkCase c = chunk_case(hq, hkv, d, T, n_rows, lb, le, false, rng);
+      const ListedRows listed = listed_rows(c, ++case_index % 2 == 0, rng);
       const ops::RopeSplitTables split = ops::make_rope_split_tables(c.table, le);
       const DeviceArray<float> d_q_long(c.q_long), d_q_local(c.q_local), d_freq(split.inv_freq), d_low(split.low),
           d_high(split.high);
       const DeviceArray<uint16_t> d_k(c.k_bits), d_v(c.v_bits);
-      const DeviceArray<int> d_rows(c.rows.empty() ? std::vector<int>{0} : c.rows);
-      const int64_t total = n_rows + (le - lb);
+      const DeviceArray<int> d_rows(listed.rows.empty() ? std::vector<int>{0} : listed.rows);
+      const DeviceArray<int> d_valid(listed.valid.empty() ? std::vector<int>{0} : listed.valid);
+      const int64_t total = int64_t(listed.rows.size()) + (le - lb);
       DeviceArray<float> d_partial(cuda::gathered_attention_partial_floats(total, hq, hkv, d, T));
       DeviceArray<float> d_out(c.out.size()), d_lse(c.lse.size());
       cuda::GatheredAttentionParams p;
@@ -516,7 +657,8 @@ TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
       p.k = reinterpret_cast<const __nv_bfloat16*>(d_k.ptr);
       p.v = reinterpret_cast<const __nv_bfloat16*>(d_v.ptr);
       p.rows = d_rows.ptr;
-      p.n_rows = n_rows;
+      p.n_rows = int(listed.rows.size());
+      p.rows_valid = listed.valid.empty() ? nullptr : d_valid.ptr;
       p.range_begin = lb;
       p.range_end = le;
       p.queries = T;
@@ -532,8 +674,8 @@ TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
       p.lse = d_lse.ptr;
       ASSERT_EQ(cuda::launch_gathered_attention(p, nullptr), cudaSuccess);
       const auto [worst, worst_lse] = chunk_errors(c, d_out.download(), d_lse.download());
-      EXPECT_LT(worst, 2e-4) << c.what;
-      EXPECT_LT(worst_lse, 1e-5) << c.what;
+      EXPECT_LT(worst, 2e-4) << c.what << (listed.valid.empty() ? "" : " (with filler rows)");
+      EXPECT_LT(worst_lse, 1e-5) << c.what << (listed.valid.empty() ? "" : " (with filler rows)");
     }
   }
 }
@@ -546,30 +688,35 @@ TEST_F(CudaTest, FlashChunkAttentionMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(31));
   double worst_seen = 0.0;
   std::set<int> splits_seen;
+  int case_index = 0;
   for (const auto& [hq, hkv, d] : kChunkHeads) {
     for (const auto& [T, n_rows, lb, le] : kChunkShapes) {
       const ChunkCase c = chunk_case(hq, hkv, d, T, n_rows, lb, le, true, rng);
+      const ListedRows listed = listed_rows(c, ++case_index % 2 == 1, rng);
+      const int n_listed = int(listed.rows.size());
       const ops::RopeSplitTables split = ops::make_rope_split_tables(c.table, le);
       std::vector<uint16_t> q_long(c.q_long.size()), q_local(c.q_local.size());
       for (size_t i = 0; i < q_long.size(); ++i) q_long[i] = to_bf16(c.q_long[i]), q_local[i] = to_bf16(c.q_local[i]);
       const DeviceArray<uint16_t> d_q_long(q_long), d_q_local(q_local), d_k(c.k_bits), d_v(c.v_bits);
       const DeviceArray<float> d_freq(split.inv_freq), d_low(split.low), d_high(split.high);
-      const DeviceArray<int> d_rows(c.rows.empty() ? std::vector<int>{0} : c.rows);
-      DeviceArray<uint16_t> d_k_rows(std::max<size_t>(c.rows.size() * c.width, 1)), d_v_rows(d_k_rows.n),
+      const DeviceArray<int> d_rows(listed.rows.empty() ? std::vector<int>{0} : listed.rows);
+      const DeviceArray<int> d_valid(listed.valid.empty() ? std::vector<int>{0} : listed.valid);
+      DeviceArray<uint16_t> d_k_rows(std::max<size_t>(listed.rows.size() * c.width, 1)), d_v_rows(d_k_rows.n),
           d_k_range(size_t((le - lb) * c.width));
       DeviceArray<float> d_out(c.out.size()), d_lse(c.lse.size());
       auto bf = [](const DeviceArray<uint16_t>& a) { return reinterpret_cast<__nv_bfloat16*>(a.ptr); };
       const cuda::RopeTables rope{d_freq.ptr, reinterpret_cast<const float2*>(d_low.ptr),
                                   reinterpret_cast<const float2*>(d_high.ptr), int(split.half), split.adjacent_pairs};
-      ASSERT_EQ(cuda::launch_gather_rows(bf(d_k), bf(d_v), d_rows.ptr, n_rows, int(c.width), bf(d_k_rows), bf(d_v_rows),
-                                         nullptr), cudaSuccess);
+      ASSERT_EQ(cuda::launch_gather_rows(bf(d_k), bf(d_v), d_rows.ptr, n_listed, int(c.width), bf(d_k_rows),
+                                         bf(d_v_rows), nullptr), cudaSuccess);
       ASSERT_EQ(cuda::launch_rope_rows(bf(d_k), lb, le, hkv, d, rope, bf(d_k_range), nullptr), cudaSuccess);
       cuda::FlashChunkParams p;
       p.q_long = bf(d_q_long);
       p.q_local = bf(d_q_local);
       p.k_rows = bf(d_k_rows);
       p.v_rows = bf(d_v_rows);
-      p.n_rows = n_rows;
+      p.n_rows = n_listed;
+      p.rows_valid = listed.valid.empty() ? nullptr : d_valid.ptr;
       p.k_range = bf(d_k_range);
       p.v_range = bf(d_v) + lb * c.width;
       p.range_begin = lb;
@@ -588,8 +735,9 @@ TEST_F(CudaTest, FlashChunkAttentionMatchesCpu) {
       ASSERT_EQ(cuda::launch_flash_chunk_attention(p, nullptr), cudaSuccess);
       const auto [worst, worst_lse] = chunk_errors(c, d_out.download(), d_lse.download());
       worst_seen = std::max(worst_seen, worst);
-      EXPECT_LT(worst, 1e-2) << c.what;  // keys rotated in bf16 and P in bf16: ~2^-8 of a row's scale
-      EXPECT_LT(worst_lse, 2e-3) << c.what;
+      const char* filler = listed.valid.empty() ? "" : " (with filler rows)";
+      EXPECT_LT(worst, 1e-2) << c.what << filler;  // keys rotated in bf16 and P in bf16: ~2^-8 of a row's scale
+      EXPECT_LT(worst_lse, 2e-3) << c.what << filler;
     }
   }
   std::printf("flash chunk attention: worst relative error %.3g\n", worst_seen);
@@ -721,11 +869,12 @@ TEST_F(CudaTest, ForwardMatchesCpu) {
     std::vector<int32_t> ids(133 + 4);  // a prompt in chunks of 64, 64 and 5 (flash kernel, then the split-K
     for (int32_t& id : ids) id = token(rng);  // kernel), then 4 decode steps
     const std::span<const int32_t> prompt(ids.data(), 133);
-    // full and esa: on the device alone; streaming and oracle: selected on the host.
-    for (const char* policy_name : {"full", "esa", "streaming", "oracle"}) {
+    // full, esa, oracle and quest: on the device alone; streaming and infllm: selected on the host.
+    for (const char* policy_name : {"full", "esa", "streaming", "oracle", "quest", "infllm"}) {
       attention::PolicyOptions po;
       po.kind = attention::parse_policy(policy_name);
       po.budget = {4, 16, 24, 64};
+      if (po.kind == attention::PolicyKind::quest) po.budget.select = 48;  // 3 pages of 16
       const bool selective = po.kind != attention::PolicyKind::full;
       const std::string what = fmt::format("heads {}/{} d {} rope {} {} bias {} tied {} policy {}{}", shape.heads,
                                            shape.kv_heads, shape.head_dim, shape.rope_dim,
@@ -768,7 +917,11 @@ TEST_F(CudaTest, ForwardMatchesCpu) {
       ASSERT_EQ(gpu_rows.size(), cpu_rows.size()) << what;
       const double agree = overlap(gpu_rows, cpu_rows);
       std::printf("%s: %.1f%% of the GPU's long-branch rows are the CPU's\n", what.c_str(), 100.0 * agree);
-      EXPECT_GE(agree, po.kind == attention::PolicyKind::streaming ? 1.0 : 0.9) << what;
+      // Quest's choices are whole pages: one flipped near-tie moves 16 rows at once.
+      const double least = po.kind == attention::PolicyKind::streaming || po.kind == attention::PolicyKind::infllm ? 1.0
+                           : po.kind == attention::PolicyKind::quest                                           ? 0.8
+                                                                                                               : 0.9;
+      EXPECT_GE(agree, least) << what;
     }
   }
 }
