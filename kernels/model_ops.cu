@@ -98,9 +98,9 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
   }
 }
 
-__global__ void iota_kernel(int* out, int n) {
+__global__ void iota_kernel(int* out, int n, int first) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    out[i] = int(i);
+    out[i] = first + int(i);
   }
 }
 
@@ -167,10 +167,10 @@ cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t stream)
   return cudaGetLastError();
 }
 
-cudaError_t launch_iota(int* out, int n, cudaStream_t stream) {
+cudaError_t launch_iota(int* out, int n, cudaStream_t stream, int first) {
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  iota_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(out, n);
+  iota_kernel<<<element_blocks(n), kElementThreads, 0, stream>>>(out, n, first);
   return cudaGetLastError();
 }
 

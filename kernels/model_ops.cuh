@@ -46,8 +46,8 @@ cudaError_t launch_gqa_fold(const float* q, int T, int hq, int hkv, int d, float
 /// x += y, n elements.
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t stream);
 
-/// out[i] = i for i < n (a policy's initial-token rows, written on the device: no upload).
-cudaError_t launch_iota(int* out, int n, cudaStream_t stream);
+/// out[i] = first + i for i < n (a policy's consecutive rows, written on the device: no upload).
+cudaError_t launch_iota(int* out, int n, cudaStream_t stream, int first = 0);
 
 /// out = bf16(in), round to nearest even, n elements.
 cudaError_t launch_to_bf16(const float* in, __nv_bfloat16* out, int64_t n, cudaStream_t stream);

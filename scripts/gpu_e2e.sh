@@ -20,7 +20,7 @@ source "$ROOT/scripts/gpu_env.sh" "$BUNDLE"
 HAYSTACK="${HAYSTACK:-$ROOT/data/corpus/haystack.txt}"
 LENGTHS="${LENGTHS:-4k,8k}"              # CPU and GPU both
 LONG_LENGTHS="${LONG_LENGTHS:-16k,32k,64k,128k}"  # GPU only
-LONG_POLICIES="${LONG_POLICIES:-full,infllm,esa}"  # oracle scores on the host: slow at 128k
+LONG_POLICIES="${LONG_POLICIES:-full,infllm,quest,esa,oracle}"  # every one selects on the GPU
 BUDGET_S="${BUDGET_S:-480}"
 START=$(date +%s)
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }

@@ -23,9 +23,9 @@ int64_t gemm_block(int64_t T, int64_t middle) {
   return std::min(groups * cuda::kMaxScoreQueries, T);
 }
 
-// Queries per block of Quest's float32 score GEMM: scores under kScoreBytes.
-int64_t quest_block(int64_t T, int64_t pages) {
-  return std::clamp<int64_t>(kScoreBytes / (std::max<int64_t>(pages, 1) * 4), 1, std::max<int64_t>(T, 1));
+// Queries per block of chunk_max_dot_cuda's float32 GEMM: scores under kScoreBytes.
+int64_t max_dot_block(int64_t T, int64_t n) {
+  return std::clamp<int64_t>(kScoreBytes / (std::max<int64_t>(n, 1) * 4), 1, std::max<int64_t>(T, 1));
 }
 
 }  // namespace
@@ -78,21 +78,19 @@ void esa_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float
   ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
 }
 
-size_t quest_score_floats(int64_t T, int64_t pages) {
-  return size_t(std::max<int64_t>(quest_block(T, pages) * pages, 1));
-}
+size_t chunk_max_dot_floats(int64_t T, int64_t n) { return size_t(std::max<int64_t>(max_dot_block(T, n) * n, 1)); }
 
-void quest_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qs, const float* bounds,
-                           int64_t width, int64_t T, int64_t pages, float* scores, float* importance) {
-  if (pages <= 0) return;
-  const int64_t block = quest_block(T, pages), k = 2 * width;
+void chunk_max_dot_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* q, const float* rows, int64_t k,
+                        int64_t T, int64_t n, float* scores, float* out) {
+  if (n <= 0) return;
+  const int64_t block = max_dot_block(T, n);
   const float alpha = 1.0f, beta = 0.0f;
   for (int64_t q0 = 0; q0 < T; q0 += block) {
     const int64_t qb = std::min(block, T - q0);
-    // scores [qb, pages] row-major = (bounds [pages, k] . qs[q0:]^T) column-major.
-    ESA_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(pages), int(qb), int(k), &alpha, bounds, int(k),
-                                 qs + q0 * k, int(k), &beta, scores, int(pages)));
-    ESA_CUDA_CHECK(cuda::launch_score_columns_importance(scores, int(qb), pages, nullptr, q0 > 0, importance, stream));
+    // scores [qb, n] row-major = (rows [n, k] . q[q0:]^T) column-major.
+    ESA_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(qb), int(k), &alpha, rows, int(k),
+                                 q + q0 * k, int(k), &beta, scores, int(n)));
+    ESA_CUDA_CHECK(cuda::launch_score_columns_importance(scores, int(qb), n, nullptr, q0 > 0, out, stream));
   }
 }
 

@@ -8,7 +8,8 @@
 //   longer chunks, or d' > 256         a tensor-core GEMM into a score matrix (query blocks of at
 //                                      most 1 GiB of scores), its row maxima, the max over the
 //                                      chunk per column, then one pool.
-// quest scores its pages by one float32 GEMM and the max over the chunk (kernels/page_select.cuh).
+// quest and infllm score pages / blocks by one float32 GEMM and the max over the chunk
+// (chunk_max_dot_cuda; kernels/block_select.cuh has the rest).
 // Reference: attention::chunk_importance + proximity_max_pool (tests/unit/test_cuda.cc through
 // the forward; the kernels each against the CPU). Include only in CUDA-enabled translation units.
 #pragma once
@@ -53,12 +54,12 @@ void esa_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float
                          int64_t dim, int64_t T, int64_t m0, int64_t m1, int eps, const EsaImportanceScratch& scratch,
                          float* importance);
 
-/// Quest's page importance (the host's QuestPolicy): importance[p] = max over the T queries of
-/// [pos | neg]_t . [max | min]_p, for the signed folded queries qs [T, 2 * width]
-/// (launch_gqa_fold_signed) and the page bounds [pages, 2 * width] (launch_page_bounds); no
-/// per-query maximum subtracted, no pooling. float32 GEMM into `scores` (quest_score_floats).
-size_t quest_score_floats(int64_t T, int64_t pages);
-void quest_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qs, const float* bounds,
-                           int64_t width, int64_t T, int64_t pages, float* scores, float* importance);
+/// out[j] = max over the T queries of q_t . rows_j, for q [T, k] and rows [n, k] (float, device),
+/// by a float32 GEMM into `scores` (chunk_max_dot_floats; query blocks of at most 1 GiB) and the
+/// max per column; no per-query maximum subtracted, no pooling. quest: q = [pos | neg] (signed
+/// fold), rows = [max | min] page bounds; infllm: T = 1, the mean query against the block keys.
+size_t chunk_max_dot_floats(int64_t T, int64_t n);
+void chunk_max_dot_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* q, const float* rows, int64_t k,
+                        int64_t T, int64_t n, float* scores, float* out);
 
 }  // namespace esa

@@ -24,7 +24,7 @@
 #include "model/esa_cuda.h"
 #include "model/llama.h"
 #include "model_ops.cuh"
-#include "page_select.cuh"
+#include "block_select.cuh"
 
 namespace esa {
 namespace {
@@ -115,6 +115,15 @@ struct DeviceQuest {
   std::vector<int64_t> valid, origin;
 };
 
+// infllm's state for one sequence on the device, per layer: the attention weight every token
+// received while in the local window [tokens, kv_heads], and the keys of the memory blocks cut
+// from the middle tokens [origin, ...) so far [blocks, kv_heads * head_dim].
+struct DeviceInfllm {
+  int64_t token_capacity = 0, block_capacity = 0;
+  std::vector<Buffer<float>> received, block_keys;
+  std::vector<int64_t> blocks, origin;
+};
+
 // The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand; in
 // device memory, or (kv_offload) in mapped host memory that the kernels read over the bus.
 class CudaKvStorage final : public DeviceKvStorage {
@@ -155,6 +164,7 @@ class CudaKvStorage final : public DeviceKvStorage {
  public:
   DeviceEsa esa;
   DeviceQuest quest;
+  DeviceInfllm infllm;
 };
 
 struct DeviceLayer {
@@ -317,15 +327,17 @@ struct CudaForward::Impl {
   mutable Buffer<char> topk_workspace;
 
   // Which selection runs on the device: esa with uniform heads and a projection the kernels take
-  // (d' a multiple of 8 up to 256), oracle and quest with uniform heads; otherwise (streaming,
-  // infllm, per-KV-head lists) the policy selects on the host from the host's key cache.
-  enum class DeviceSelection { none, esa, oracle, quest };
+  // (d' a multiple of 8 up to 256), oracle, quest and infllm with uniform heads; otherwise
+  // (streaming; an esa projection the kernels do not take) the policy selects on the host from the
+  // host's key cache (per-KV-head lists are refused there: not on the GPU yet).
+  enum class DeviceSelection { none, esa, oracle, quest, infllm };
   static DeviceSelection device_selection(const attention::Policy* policy) {
     if (policy == nullptr) return DeviceSelection::none;
     const attention::PolicyOptions& o = policy->options();
     if (o.heads != attention::HeadMode::uniform || o.eps > 1024) return DeviceSelection::none;
     if (o.kind == attention::PolicyKind::oracle) return DeviceSelection::oracle;
     if (o.kind == attention::PolicyKind::quest) return DeviceSelection::quest;
+    if (o.kind == attention::PolicyKind::infllm) return DeviceSelection::infllm;
     if (policy->esa_projection() == nullptr) return DeviceSelection::none;
     const attention::Projection& p = *policy->esa_projection();
     if (p.layers.empty()) return DeviceSelection::none;
@@ -408,12 +420,15 @@ struct CudaForward::Impl {
     const attention::PolicyOptions& o = policy.options();
     const attention::ContextSplit split = attention::split_context(o.budget, start);
     const int64_t m0 = split.init_end, m1 = split.local_begin, middle = m1 - m0;
+    // infllm's window weights and blocks follow every step, whether it selects or not.
+    if (how == DeviceSelection::infllm) update_blocks(storage.infllm, storage.k(l), l, T, start, m0, m1);
     const bool all = middle <= o.budget.select;
     ESA_CUDA_CHECK(cuda::launch_iota(rows.get(), int(all ? m1 : m0), stream));  // the initial tokens' rows
     if (all) return {m1, m1, nullptr};
     const int64_t hq = config.n_heads, hkv = config.n_kv_heads, d = config.head_dim, kw = hkv * d;
     const float* q_space = o.score_space == attention::ScoreSpace::rotated ? q_long.get() : q.get();
     if (how == DeviceSelection::quest) return select_pages(o, storage.quest, storage.k(l), l, T, start, m0, m1, q_space);
+    if (how == DeviceSelection::infllm) return select_blocks(o, storage.infllm, l, T, m0, m1, q_space);
     // q~: the chunk's queries folded over each KV group; esa scores q' = Wq q~ + bq against k',
     // oracle q~ against the keys themselves.
     esa_qfold.resize(size_t(T * kw), "selection scratch");
@@ -454,8 +469,120 @@ struct CudaForward::Impl {
     ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
   }
 
+  mutable Buffer<float> infllm_qbar, infllm_scratch;
+
+  // infllm (the host's InfllmPolicy, whose file comment gives the approximation): the chunk's mean
+  // query (before RoPE) spreads a softmax over the window and the chunk, [local_begin, S), per KV
+  // head, and every token there accumulates the weight it receives; each block of kInfllmBlock
+  // middle tokens that has wholly left the window gets a key: the mean of its kInfllmRepresentatives
+  // most-weighted tokens' keys.
+  void update_blocks(DeviceInfllm& st, const bf16* k_cache, int64_t l, int64_t T, int64_t start, int64_t m0,
+                     int64_t m1) const {
+    constexpr int64_t block = attention::kInfllmBlock;
+    const int64_t hq = config.n_heads, hkv = config.n_kv_heads, d = config.head_dim, kw = hkv * d, S = start + T;
+    const int64_t full = std::max<int64_t>(m1 - m0, 0) / block;
+    if (st.received.empty()) {
+      st.received.resize(size_t(config.n_layers));
+      st.block_keys.resize(size_t(config.n_layers));
+      st.blocks.assign(size_t(config.n_layers), 0);
+      st.origin.assign(size_t(config.n_layers), -1);
+    }
+    auto grow = [&](std::vector<Buffer<float>>& tables, int64_t& capacity, int64_t needed, int64_t row, const char* what) {
+      if (needed <= capacity) return;
+      const int64_t cap = std::max(needed, capacity * 3 / 2);
+      for (auto& table : tables) {
+        Buffer<float> grown(size_t(std::max<int64_t>(cap * row, 1)), what);
+        if (capacity > 0) {
+          ESA_CUDA_CHECK(cudaMemcpyAsync(grown.get(), table.get(), size_t(capacity * row) * sizeof(float),
+                                         cudaMemcpyDeviceToDevice, stream));
+        }
+        ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+        table = std::move(grown);
+      }
+      capacity = cap;
+    };
+    grow(st.received, st.token_capacity, S, hkv, "infllm's window weights");
+    grow(st.block_keys, st.block_capacity, std::max<int64_t>(full, 1), kw, "infllm's block keys");
+    float* received = st.received[size_t(l)].get();
+    // The chunk's tokens start with no weight (a truncated cache's old rows are overwritten).
+    ESA_CUDA_CHECK(cudaMemsetAsync(received + start * hkv, 0, size_t(T * hkv) * sizeof(float), stream));
+    if (S > m1 && T > 0) {
+      const int64_t group = hq / hkv;
+      infllm_qbar.resize(size_t(kw), "selection scratch");
+      infllm_scratch.resize(size_t(hkv * (S - m1)), "selection scratch");
+      ESA_CUDA_CHECK(cuda::launch_fold_mean(q.get(), int(T), int(hq), int(hkv), int(d),
+                                            float(1.0 / (double(T * group) * std::sqrt(double(d)))), infllm_qbar.get(),
+                                            stream));
+      cuda::WindowWeightsParams wp;
+      wp.qbar = infllm_qbar.get();
+      wp.keys = k_cache;
+      wp.hkv = int(hkv);
+      wp.d = int(d);
+      wp.begin = m1;
+      wp.end = S;
+      wp.scratch = infllm_scratch.get();
+      wp.received = received;
+      ESA_CUDA_CHECK(cuda::launch_window_weights(wp, stream));
+    }
+    // Blocks stay while the middle starts at the same token and the cache still holds their rows.
+    int64_t& blocks = st.blocks[size_t(l)];
+    if (st.origin[size_t(l)] != m0) blocks = 0;
+    st.origin[size_t(l)] = m0;
+    blocks = std::min({blocks, full, std::max<int64_t>(start - m0, 0) / block});
+    cuda::BlockKeysParams bp;
+    bp.received = received;
+    bp.keys = k_cache;
+    bp.hkv = int(hkv);
+    bp.d = int(d);
+    bp.begin = m0;
+    bp.block = int(block);
+    bp.reps = int(attention::kInfllmRepresentatives);
+    bp.block_from = blocks;
+    bp.block_to = full;
+    bp.block_keys = st.block_keys[size_t(l)].get();
+    ESA_CUDA_CHECK(cuda::launch_block_keys(bp, stream));
+    blocks = full;
+  }
+
+  // infllm's long branch: the blocks' keys scored by the chunk's mean query in the score space,
+  // the best (select - rem) / kInfllmBlock blocks, then the rem middle tokens not in a block yet.
+  DeviceRows select_blocks(const attention::PolicyOptions& o, const DeviceInfllm& st, int64_t l, int64_t T, int64_t m0,
+                           int64_t m1, const float* q_space) const {
+    constexpr int64_t block = attention::kInfllmBlock;
+    const int64_t hq = config.n_heads, hkv = config.n_kv_heads, d = config.head_dim, kw = hkv * d;
+    const int64_t select = o.budget.select, blocks = st.blocks[size_t(l)];
+    const int64_t rem_begin = m0 + blocks * block, rem = m1 - rem_begin;
+    if (rem >= select) {  // only with select < one block: the most recent ones
+      ESA_CUDA_CHECK(cuda::launch_iota(rows.get() + m0, int(select), stream, int(m1 - select)));
+      return {m0 + select, m1, nullptr};
+    }
+    const int64_t pick = (select - rem) / block;
+    if (pick > 0) {
+      infllm_qbar.resize(size_t(kw), "selection scratch");
+      ESA_CUDA_CHECK(cuda::launch_fold_mean(q_space, int(T), int(hq), int(hkv), int(d), float(1.0 / double(T * hq)),
+                                            infllm_qbar.get(), stream));
+      esa_scores.resize(chunk_max_dot_floats(1, blocks), "selection scores");
+      esa_importance.resize(size_t(blocks), "selection scores");
+      chunk_max_dot_cuda(cublas, stream, infllm_qbar.get(), st.block_keys[size_t(l)].get(), kw, 1, blocks,
+                         esa_scores.get(), esa_importance.get());
+      chosen_units.resize(size_t(pick), "selection scratch");
+      top_k(esa_importance.get(), blocks, pick, 0, chosen_units.get());
+      cuda::ExpandUnitsParams xp;
+      xp.units = chosen_units.get();
+      xp.k = int(pick);
+      xp.unit = int(block);
+      xp.begin = m0;
+      xp.end = m1;
+      xp.base = int(m0);
+      xp.rows = rows.get() + m0;
+      ESA_CUDA_CHECK(cuda::launch_expand_units(xp, stream));
+    }
+    ESA_CUDA_CHECK(cuda::launch_iota(rows.get() + m0 + pick * block, int(rem), stream, int(rem_begin)));
+    return {m0 + pick * block + rem, m1, nullptr};
+  }
+
   mutable Buffer<float> quest_q;
-  mutable Buffer<int> quest_pages, quest_rows_valid;
+  mutable Buffer<int> chosen_units, quest_rows_valid;
 
   // quest (the host's QuestPolicy::select): pages of kQuestPage middle tokens, bounds kept per
   // layer and extended by the pages completed since the last call, scored by the signed folded
@@ -505,23 +632,23 @@ struct CudaForward::Impl {
     if (k == 0) return {m0, m1, nullptr};
     quest_q.resize(size_t(T * 2 * kw), "selection scratch");
     ESA_CUDA_CHECK(cuda::launch_gqa_fold_signed(q_space, int(T), int(hq), int(hkv), int(d), quest_q.get(), stream));
-    esa_scores.resize(quest_score_floats(T, pages), "selection scores");
+    esa_scores.resize(chunk_max_dot_floats(T, pages), "selection scores");
     esa_importance.resize(size_t(pages), "selection scores");
-    quest_importance_cuda(cublas, stream, quest_q.get(), st.bounds[size_t(l)].get(), kw, T, pages, esa_scores.get(),
-                          esa_importance.get());
-    quest_pages.resize(size_t(k), "selection scratch");
+    chunk_max_dot_cuda(cublas, stream, quest_q.get(), st.bounds[size_t(l)].get(), 2 * kw, T, pages, esa_scores.get(),
+                       esa_importance.get());
+    chosen_units.resize(size_t(k), "selection scratch");
     quest_rows_valid.resize(1, "selection scratch");
-    top_k(esa_importance.get(), pages, k, 0, quest_pages.get());
-    cuda::ExpandPagesParams xp;
-    xp.pages = quest_pages.get();
+    top_k(esa_importance.get(), pages, k, 0, chosen_units.get());
+    cuda::ExpandUnitsParams xp;
+    xp.units = chosen_units.get();
     xp.k = int(k);
-    xp.page = int(page);
+    xp.unit = int(page);
     xp.begin = m0;
     xp.end = m1;
     xp.base = int(m0);
     xp.rows = rows.get() + m0;
     xp.rows_valid = quest_rows_valid.get();
-    ESA_CUDA_CHECK(cuda::launch_expand_pages(xp, stream));
+    ESA_CUDA_CHECK(cuda::launch_expand_units(xp, stream));
     return {m0 + k * page, m1, quest_rows_valid.get()};
   }
 

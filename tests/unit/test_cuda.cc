@@ -20,7 +20,7 @@
 #include "esa_select.cuh"
 #include "flash_attention.cuh"
 #include "gathered_attention.cuh"
-#include "page_select.cuh"
+#include "block_select.cuh"
 #include "model/esa_cuda.h"
 #include "model/llama.h"
 #include "ops/attention.h"
@@ -356,8 +356,8 @@ TEST_F(CudaTest, QuestPagesMatchCpu) {
       }
       EXPECT_LT(fold_error, 1e-6) << what;
 
-      DeviceArray<float> d_scores(quest_score_floats(T, pages)), d_importance(static_cast<size_t>(pages));
-      quest_importance_cuda(cublas, nullptr, d_qs.ptr, d_bounds.ptr, width, T, pages, d_scores.ptr, d_importance.ptr);
+      DeviceArray<float> d_scores(chunk_max_dot_floats(T, pages)), d_importance(static_cast<size_t>(pages));
+      chunk_max_dot_cuda(cublas, nullptr, d_qs.ptr, d_bounds.ptr, 2 * width, T, pages, d_scores.ptr, d_importance.ptr);
       const std::vector<float> importance = d_importance.download();
       std::vector<double> want(static_cast<size_t>(pages), -INFINITY);
       double scale = 0.0;
@@ -384,16 +384,16 @@ TEST_F(CudaTest, QuestPagesMatchCpu) {
         ASSERT_EQ(cudaMemset(d_ws.ptr, 0, d_ws.n), cudaSuccess);
         const cuda::TopKParams tp{d_importance.ptr, pages, int(k), 0, d_pages.ptr, d_ws.ptr};
         ASSERT_EQ(cuda::launch_top_k(tp, nullptr), cudaSuccess) << what;
-        cuda::ExpandPagesParams xp;
-        xp.pages = d_pages.ptr;
+        cuda::ExpandUnitsParams xp;
+        xp.units = d_pages.ptr;
         xp.k = int(k);
-        xp.page = kPage;
+        xp.unit = kPage;
         xp.begin = m0;
         xp.end = m1;
         xp.base = int(m0);
         xp.rows = d_rows.ptr;
         xp.rows_valid = d_valid.ptr;
-        ASSERT_EQ(cuda::launch_expand_pages(xp, nullptr), cudaSuccess) << what;
+        ASSERT_EQ(cuda::launch_expand_units(xp, nullptr), cudaSuccess) << what;
         std::vector<int> want_rows;
         for (int64_t p : attention::top_k_indices(importance, k)) {
           for (int64_t r = m0 + p * kPage; r < std::min(m0 + (p + 1) * kPage, m1); ++r) want_rows.push_back(int(r));
@@ -407,6 +407,106 @@ TEST_F(CudaTest, QuestPagesMatchCpu) {
     }
   }
   cublasDestroy(cublas);
+}
+
+// InfLLM's block keys on the device against the host's arithmetic (InfllmPolicy): the chunk's mean
+// query, the window's softmax weights added to what the tokens had, and the blocks' mean
+// representative keys exactly (the same bf16 keys summed in the same order; the weights are
+// drawn from a few levels, so that the lower-position tie rule decides).
+TEST_F(CudaTest, InfllmBlocksMatchCpu) {
+  std::mt19937_64 rng(test::test_seed(41));
+  std::normal_distribution<float> normal;
+  for (const auto& [hq, hkv, d] : kQuestHeads) {
+    for (const auto& [T, begin, end] : {std::tuple<int, int64_t, int64_t>{1, 300, 301}, {5, 100, 1124}, {64, 0, 1087},
+                                        {512, 2000, 3537}}) {
+      const std::string what = fmt::format("hq {} hkv {} d {} T {} window [{}, {})", hq, hkv, d, T, begin, end);
+      const int64_t kw = int64_t(hkv) * d, n = end + 2, group = hq / hkv;
+      std::vector<uint16_t> k_bits(size_t(n * kw));
+      for (auto& b : k_bits) b = to_bf16(normal(rng));
+      std::vector<float> q(size_t(T) * hq * d), received(size_t(n * hkv));
+      for (float& x : q) x = normal(rng);
+      std::uniform_int_distribution<int> level(0, 3);
+      for (float& x : received) x = 0.25f * float(level(rng));
+      const DeviceArray<uint16_t> d_k(k_bits);
+      const DeviceArray<float> d_q(q);
+      DeviceArray<float> d_qbar(static_cast<size_t>(kw)), d_received(received), d_scratch(size_t(hkv * (end - begin)));
+      const float scale = float(1.0 / (double(T * group) * std::sqrt(double(d))));
+      ASSERT_EQ(cuda::launch_fold_mean(d_q.ptr, T, hq, hkv, d, scale, d_qbar.ptr, nullptr), cudaSuccess);
+      const std::vector<float> qbar = d_qbar.download();
+      double fold_error = 0.0;
+      for (int64_t g = 0; g < hkv; ++g) {
+        for (int64_t c = 0; c < d; ++c) {
+          double sum = 0.0;
+          for (int64_t t = 0; t < T; ++t) {
+            for (int64_t h = g * group; h < (g + 1) * group; ++h) sum += q[size_t((t * hq + h) * d + c)];
+          }
+          fold_error = std::max(fold_error, std::fabs(qbar[size_t(g * d + c)] - sum * scale) / (1e-3 + std::fabs(sum * scale)));
+        }
+      }
+      EXPECT_LT(fold_error, 1e-4) << what;
+
+      cuda::WindowWeightsParams wp;
+      wp.qbar = d_qbar.ptr;
+      wp.keys = reinterpret_cast<const __nv_bfloat16*>(d_k.ptr);
+      wp.hkv = hkv;
+      wp.d = d;
+      wp.begin = begin;
+      wp.end = end;
+      wp.scratch = d_scratch.ptr;
+      wp.received = d_received.ptr;
+      ASSERT_EQ(cuda::launch_window_weights(wp, nullptr), cudaSuccess) << what;
+      std::vector<float> want = received;
+      for (int64_t g = 0; g < hkv; ++g) {
+        std::vector<double> z;
+        for (int64_t j = begin; j < end; ++j) {
+          double dot = 0.0;
+          for (int64_t c = 0; c < d; ++c) dot += double(qbar[size_t(g * d + c)]) * bf16_to_float(k_bits[size_t(j * kw + g * d + c)]);
+          z.push_back(dot);
+        }
+        const double mx = *std::max_element(z.begin(), z.end());
+        double sum = 0.0;
+        for (double& v : z) sum += (v = std::exp(v - mx));
+        for (int64_t j = begin; j < end; ++j) want[size_t(j * hkv + g)] += float(z[size_t(j - begin)] / sum);
+      }
+      const std::vector<float> got = d_received.download();
+      double weight_error = 0.0;
+      for (size_t i = 0; i < got.size(); ++i) weight_error = std::max(weight_error, double(std::fabs(got[i] - want[i])));
+      EXPECT_LT(weight_error, 1e-5) << what;  // weights in [0, 1] plus the levels' 0.75 at most
+
+      // Blocks of the level weights (a fresh copy: ties), from row `first`.
+      const int64_t first = begin % 7, blocks = (n - first) / 128;
+      if (blocks == 0) continue;
+      const DeviceArray<float> d_levels(received);
+      DeviceArray<float> d_block_keys(size_t(blocks * kw));
+      cuda::BlockKeysParams bp;
+      bp.received = d_levels.ptr;
+      bp.keys = reinterpret_cast<const __nv_bfloat16*>(d_k.ptr);
+      bp.hkv = hkv;
+      bp.d = d;
+      bp.begin = first;
+      for (const auto& [from, to] : {std::pair{int64_t(0), blocks / 2}, std::pair{blocks / 2, blocks}}) {
+        bp.block_from = from;
+        bp.block_to = to;
+        bp.block_keys = d_block_keys.ptr;
+        ASSERT_EQ(cuda::launch_block_keys(bp, nullptr), cudaSuccess) << what;
+      }
+      const std::vector<float> block_keys = d_block_keys.download();
+      int64_t key_errors = 0;
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int64_t g = 0; g < hkv; ++g) {
+          std::vector<float> weight(128);
+          for (int64_t i = 0; i < 128; ++i) weight[size_t(i)] = received[size_t((first + b * 128 + i) * hkv + g)];
+          const std::vector<int64_t> reps = attention::top_k_indices(weight, 4);
+          for (int64_t c = 0; c < d; ++c) {
+            float sum = 0.0f;
+            for (int64_t r : reps) sum += bf16_to_float(k_bits[size_t((first + b * 128 + r) * kw + g * d + c)]);
+            key_errors += block_keys[size_t(b * kw + g * d + c)] != sum / 4.0f;
+          }
+        }
+      }
+      EXPECT_EQ(key_errors, 0) << what;
+    }
+  }
 }
 
 TEST_F(CudaTest, GatheredAttentionMatchesCpu) {
@@ -850,6 +950,60 @@ double overlap(const std::vector<std::vector<int64_t>>& got, const std::vector<s
   return total == 0 ? 1.0 : double(same) / double(total);
 }
 
+// One policy, GPU against CPU: the GPU prefills ids[0, prompt) in chunks of 64 and decodes the
+// rest one token at a time, recording what it selects; the CPU replays the same selection and
+// its logits must agree; then the CPU policy selects on its own, and at least `least` of the
+// GPU's long-branch rows must be its rows too.
+void expect_forward_matches_cpu(const LlamaModel& cpu, const LlamaModel& gpu, const std::vector<int32_t>& ids,
+                                size_t prompt_len, const attention::PolicyOptions& po, double least,
+                                const std::string& what) {
+  const std::span<const int32_t> prompt(ids.data(), prompt_len);
+  const bool selective = po.kind != attention::PolicyKind::full;
+  std::vector<std::vector<int64_t>> gpu_rows, cpu_rows;
+  const std::unique_ptr<attention::Policy> gpu_policy = selective ? attention::make_policy(po, gpu.config()) : nullptr;
+  ForwardOptions fg;
+  fg.chunk = 64;
+  fg.all_logits = true;
+  fg.policy = gpu_policy.get();
+  fg.hook = record_rows(gpu_rows);
+  KvCache cache_g = gpu.make_cache();
+  std::vector<Tensor> got{gpu.forward(prompt, cache_g, fg)};
+  for (size_t i = prompt_len; i < ids.size(); ++i) got.push_back(gpu.forward(std::span(&ids[i], 1), cache_g, fg));
+
+  ReplayPolicy replay(po, gpu_rows);
+  ForwardOptions fc = fg;
+  fc.policy = selective ? &replay : nullptr;
+  fc.hook = nullptr;
+  KvCache cache_c = cpu.make_cache();
+  std::vector<Tensor> want{cpu.forward(prompt, cache_c, fc)};
+  for (size_t i = prompt_len; i < ids.size(); ++i) want.push_back(cpu.forward(std::span(&ids[i], 1), cache_c, fc));
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].shape(), want[i].shape()) << what;
+    EXPECT_LT(relative_error(got[i], want[i]), 2e-2) << what << (i == 0 ? " (prefill)" : " (decode step)") << i;
+  }
+  EXPECT_EQ(cache_g.size(), cache_c.size()) << what;
+  if (!selective) return;
+  // The GPU's selection against the CPU policy's own: equal but for top-k boundaries that bf16
+  // keys and queries move.
+  const std::unique_ptr<attention::Policy> own = attention::make_policy(po, cpu.config());
+  ForwardOptions fo = fc;
+  fo.policy = own.get();
+  fo.hook = record_rows(cpu_rows);
+  KvCache cache_o = cpu.make_cache();
+  cpu.forward(prompt, cache_o, fo);
+  for (size_t i = prompt_len; i < ids.size(); ++i) cpu.forward(std::span(&ids[i], 1), cache_o, fo);
+  ASSERT_EQ(gpu_rows.size(), cpu_rows.size()) << what;
+  const double agree = overlap(gpu_rows, cpu_rows);
+  std::printf("%s: %.1f%% of the GPU's long-branch rows are the CPU's\n", what.c_str(), 100.0 * agree);
+  EXPECT_GE(agree, least) << what;
+}
+
+std::string shape_name(const TinyShape& shape) {
+  return fmt::format("heads {}/{} d {} rope {} {} bias {} tied {}", shape.heads, shape.kv_heads, shape.head_dim,
+                     shape.rope_dim, shape.style == RopeStyle::rotate_half ? "rotate_half" : "adjacent", shape.bias,
+                     shape.tied);
+}
+
 TEST_F(CudaTest, ForwardMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(31));
   int shape_index = 0;
@@ -868,60 +1022,43 @@ TEST_F(CudaTest, ForwardMatchesCpu) {
     std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
     std::vector<int32_t> ids(133 + 4);  // a prompt in chunks of 64, 64 and 5 (flash kernel, then the split-K
     for (int32_t& id : ids) id = token(rng);  // kernel), then 4 decode steps
-    const std::span<const int32_t> prompt(ids.data(), 133);
-    // full, esa, oracle and quest: on the device alone; streaming and infllm: selected on the host.
+    // full, esa, oracle, quest, infllm: selected on the device; streaming: on the host.
     for (const char* policy_name : {"full", "esa", "streaming", "oracle", "quest", "infllm"}) {
       attention::PolicyOptions po;
       po.kind = attention::parse_policy(policy_name);
       po.budget = {4, 16, 24, 64};
       if (po.kind == attention::PolicyKind::quest) po.budget.select = 48;  // 3 pages of 16
-      const bool selective = po.kind != attention::PolicyKind::full;
-      const std::string what = fmt::format("heads {}/{} d {} rope {} {} bias {} tied {} policy {}{}", shape.heads,
-                                           shape.kv_heads, shape.head_dim, shape.rope_dim,
-                                           shape.style == RopeStyle::rotate_half ? "rotate_half" : "adjacent",
-                                           shape.bias, shape.tied, policy_name, offload ? " kv-offload" : "");
-      // The GPU with the policy, recording what it selects; then the CPU attending to the same.
-      std::vector<std::vector<int64_t>> gpu_rows, cpu_rows;
-      const std::unique_ptr<attention::Policy> gpu_policy = selective ? attention::make_policy(po, gpu.config()) : nullptr;
-      ForwardOptions fg;
-      fg.chunk = 64;
-      fg.all_logits = true;
-      fg.policy = gpu_policy.get();
-      fg.hook = record_rows(gpu_rows);
-      KvCache cache_g = gpu.make_cache();
-      std::vector<Tensor> got{gpu.forward(prompt, cache_g, fg)};
-      for (size_t i = 133; i < ids.size(); ++i) got.push_back(gpu.forward(std::span(&ids[i], 1), cache_g, fg));
-
-      ReplayPolicy replay(po, gpu_rows);
-      ForwardOptions fc = fg;
-      fc.policy = selective ? &replay : nullptr;
-      fc.hook = nullptr;
-      KvCache cache_c = cpu.make_cache();
-      std::vector<Tensor> want{cpu.forward(prompt, cache_c, fc)};
-      for (size_t i = 133; i < ids.size(); ++i) want.push_back(cpu.forward(std::span(&ids[i], 1), cache_c, fc));
-      for (size_t i = 0; i < got.size(); ++i) {
-        ASSERT_EQ(got[i].shape(), want[i].shape()) << what;
-        EXPECT_LT(relative_error(got[i], want[i]), 2e-2) << what << (i == 0 ? " (prefill)" : " (decode step)") << i;
-      }
-      EXPECT_EQ(cache_g.size(), cache_c.size()) << what;
-      if (!selective) continue;
-      // The GPU's selection against the CPU policy's own: equal but for top-k boundaries that
-      // bf16 keys and queries move.
-      const std::unique_ptr<attention::Policy> own = attention::make_policy(po, cpu.config());
-      ForwardOptions fo = fc;
-      fo.policy = own.get();
-      fo.hook = record_rows(cpu_rows);
-      KvCache cache_o = cpu.make_cache();
-      cpu.forward(prompt, cache_o, fo);
-      for (size_t i = 133; i < ids.size(); ++i) cpu.forward(std::span(&ids[i], 1), cache_o, fo);
-      ASSERT_EQ(gpu_rows.size(), cpu_rows.size()) << what;
-      const double agree = overlap(gpu_rows, cpu_rows);
-      std::printf("%s: %.1f%% of the GPU's long-branch rows are the CPU's\n", what.c_str(), 100.0 * agree);
-      // Quest's choices are whole pages: one flipped near-tie moves 16 rows at once.
+      // Quest's choices are whole pages: one flipped near-tie moves 16 rows at once. infllm keeps
+      // the most recent middle tokens here (no block of 128 is out of the window yet).
       const double least = po.kind == attention::PolicyKind::streaming || po.kind == attention::PolicyKind::infllm ? 1.0
                            : po.kind == attention::PolicyKind::quest                                           ? 0.8
                                                                                                                : 0.9;
-      EXPECT_GE(agree, least) << what;
+      expect_forward_matches_cpu(cpu, gpu, ids, 133, po, least,
+                                 fmt::format("{} policy {}{}", shape_name(shape), policy_name, offload ? " kv-offload" : ""));
+    }
+  }
+}
+
+// The block policies past their first blocks: a prompt of 700 tokens (5 InfLLM blocks, 40 Quest
+// pages out of the window), budget 256, so that both score, choose and expand whole units.
+TEST_F(CudaTest, ForwardBlockPoliciesMatchCpu) {
+  std::mt19937_64 rng(test::test_seed(47));
+  int shape_index = 0;
+  for (const TinyShape& shape : {TinyShape{9, 3, 64, 64, RopeStyle::rotate_half, false, true},
+                                 TinyShape{8, 2, 128, 128, RopeStyle::rotate_half, false, true}}) {
+    LlamaModel cpu = random_model(shape, rng);
+    LlamaModel gpu(cpu.config(), cpu.weights());
+    const bool offload = shape_index++ % 2 == 1;
+    gpu.use_device(Placement(Device::cuda, offload));
+    std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
+    std::vector<int32_t> ids(700 + 4);
+    for (int32_t& id : ids) id = token(rng);
+    for (const char* policy_name : {"quest", "infllm"}) {
+      attention::PolicyOptions po;
+      po.kind = attention::parse_policy(policy_name);
+      po.budget = {4, 32, 256, 64};
+      expect_forward_matches_cpu(cpu, gpu, ids, 700, po, 0.8,
+                                 fmt::format("{} policy {}{}", shape_name(shape), policy_name, offload ? " kv-offload" : ""));
     }
   }
 }
