@@ -82,6 +82,10 @@ class Policy {
   /// esa's compressed-score projection (the GPU forward selects with it on the device); null
   /// for every other policy.
   virtual const Projection* esa_projection() const { return nullptr; }
+  /// Whether the GPU forward may select for this policy with its own kernels instead of calling
+  /// select() (model/llama_cuda.cc): true only for the plain scoring policies (oracle, esa,
+  /// infllm, quest); a policy that wraps another to record or change its choices must be called.
+  virtual bool replaceable_on_device() const { return false; }
   /// Chooses the tokens for one layer and chunk; may update the policy's own per-layer state
   /// (compressed keys, block representatives). Called once per layer per chunk, in order.
   virtual Selection select(const LayerInputs& in) = 0;

@@ -61,6 +61,8 @@ class ScoringPolicy : public Policy {
  protected:
   explicit ScoringPolicy(PolicyOptions o) : Policy(std::move(o)) {}
 
+  bool replaceable_on_device() const final { return true; }
+
   bool individual() const { return options_.heads == HeadMode::individual; }
   int64_t lists(const Step& s) const { return individual() ? s.hkv : 1; }
 

@@ -328,11 +328,12 @@ struct CudaForward::Impl {
 
   // Which selection runs on the device: esa with uniform heads and a projection the kernels take
   // (d' a multiple of 8 up to 256), oracle, quest and infllm with uniform heads; otherwise
-  // (streaming; an esa projection the kernels do not take) the policy selects on the host from the
-  // host's key cache (per-KV-head lists are refused there: not on the GPU yet).
+  // (streaming; an esa projection the kernels do not take; a wrapper such as --diag's, whose
+  // select() must run) the policy selects on the host from the host's key cache (per-KV-head
+  // lists are refused there: not on the GPU yet).
   enum class DeviceSelection { none, esa, oracle, quest, infllm };
   static DeviceSelection device_selection(const attention::Policy* policy) {
-    if (policy == nullptr) return DeviceSelection::none;
+    if (policy == nullptr || !policy->replaceable_on_device()) return DeviceSelection::none;
     const attention::PolicyOptions& o = policy->options();
     if (o.heads != attention::HeadMode::uniform || o.eps > 1024) return DeviceSelection::none;
     if (o.kind == attention::PolicyKind::oracle) return DeviceSelection::oracle;

@@ -128,6 +128,23 @@ TEST(DiagnosticPolicy, ReturnsTheWrappedSelectionsUnchanged) {
   }
 }
 
+// The GPU forward replaces select() by its own kernels only for the plain scoring policies: a
+// wrapped one (the diagnostics record inside select()) must keep being called.
+TEST(DiagnosticPolicy, IsNeverReplacedOnTheDevice) {
+  const Scene sc(1);
+  for (const char* name : {"oracle", "esa", "infllm", "quest"}) {
+    PolicyOptions o;
+    o.kind = parse_policy(name);
+    EXPECT_TRUE(make_policy(o, sc.config())->replaceable_on_device()) << name;
+    EXPECT_FALSE(wrap(o, sc)->replaceable_on_device()) << name;
+  }
+  for (const char* name : {"full", "streaming"}) {
+    PolicyOptions o;
+    o.kind = parse_policy(name);
+    EXPECT_FALSE(make_policy(o, sc.config())->replaceable_on_device()) << name;
+  }
+}
+
 TEST(DiagnosticPolicy, OracleHasFullRecallAndItsOwnMass) {
   const uint64_t seed = test::test_seed(32);
   for (ScoreSpace space : {ScoreSpace::rotated, ScoreSpace::plain}) {
