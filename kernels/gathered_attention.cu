@@ -104,7 +104,8 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
         q_reg[h][j] = h < group ? q[(int64_t(kv) * group + h) * D + part * 8 + j] * p.scale : 0.0f;
       }
     }
-    const bool rotate = phase == 1 && p.rope.low != nullptr;
+    const bool rotate = phase == 1 && p.k_rotated == nullptr && p.rope.low != nullptr;
+    const __nv_bfloat16* keys = phase == 1 && p.k_rotated != nullptr ? p.k_rotated : p.k;
     // UNROLL row steps per warp iteration: indices first, then every K and V load, then the math
     // (the loads of all steps are in flight together; one softmax rescale per iteration).
     for (int64_t base = lo + int64_t(warp) * UNROLL * kRowsPerStep; base < hi; base += kWarps * UNROLL * kRowsPerStep) {
@@ -120,7 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) {
         const int64_t offset = (row[u] * p.hkv + kv) * D + part * 8;
-        k_raw[u] = valid[u] ? __ldg(reinterpret_cast<const uint4*>(p.k + offset)) : make_uint4(0, 0, 0, 0);
+        k_raw[u] = valid[u] ? __ldg(reinterpret_cast<const uint4*>(keys + offset)) : make_uint4(0, 0, 0, 0);
         v_raw[u] = valid[u] ? __ldg(reinterpret_cast<const uint4*>(p.v + offset)) : make_uint4(0, 0, 0, 0);
       }
       float score[UNROLL][GROUP_MAX];

@@ -1,7 +1,8 @@
 // Query tokens' attention over a gathered set of cached rows, GQA-aware, split-K (flash
 // decoding): ESA's two branches in one pass — the long branch over listed rows (sink tokens and
 // the top-k, keys as cached, before RoPE, with the query rotated to the branch's position) and
-// the local branch over a contiguous range (keys rotated to their own positions on the fly) —
+// the local branch over a contiguous range (keys rotated to their own positions: read from
+// k_rotated, or rotated on the fly) —
 // merged by log-sum-exp, which is exactly softmax over the union. With no listed rows and the
 // whole cache as the range it is dense decode attention (`full`).
 // Reference: esa::ops::attention_cpu per branch + merge_by_lse; compared in tests/unit/test_cuda.cc.
@@ -21,6 +22,10 @@ struct GatheredAttentionParams {
   const float* q_local = nullptr;  // [queries, hq, d] query for the range rows
   const __nv_bfloat16* k = nullptr;  // [n, hkv, d] cached keys (before RoPE)
   const __nv_bfloat16* v = nullptr;  // [n, hkv, d]
+  const __nv_bfloat16* k_rotated = nullptr;  // optional [n, hkv, d]: every key at its own position;
+                                             // the range reads these, not rotated again (the
+                                             // forward keeps them: a decode step's local window
+                                             // costs as much as its gathered rows)
   const int* rows = nullptr;       // [n_rows] listed rows (long branch)
   int n_rows = 0;
   const int* rows_valid = nullptr; // optional device [1]: listed rows at or past *rows_valid are

@@ -203,9 +203,10 @@ void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStre
       ESA_CUDA_CHECK(cuda::launch_gather_rows(b.k, b.v, rows.get(), int(n_rows), int(width), k_rows.get(),
                                               v_rows.get(), stream));
     }
-    ESA_CUDA_CHECK(cuda::launch_rope_rows(b.k, local_begin, n, int(b.hkv), int(b.d), b.rope, k_range.get(), stream));
     ESA_CUDA_CHECK(cuda::launch_flash_chunk_attention(fp, stream));
   };
+  // The range's keys at their positions: the forward keeps them rotated (written once per token).
+  ESA_CUDA_CHECK(cuda::launch_rope_rows(b.k, local_begin, n, int(b.hkv), int(b.d), b.rope, k_range.get(), stream));
   Events ev(3);
   std::vector<double> t_select, t_attend;
   for (int i = 0; i <= b.reps; ++i) {
@@ -340,7 +341,8 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
         print_row(row, bandwidth);
         continue;
       }
-      ESA_CHECK(policy == "esa", "--policy '{}': the GPU path times esa, full and topk", policy);
+      ESA_CHECK(policy == "esa" || policy == "esa-rope", "--policy '{}': the GPU path times esa, esa-rope, full and topk",
+                policy);
       const int64_t init = std::min(opt.budget.init, n);
       const int64_t local_begin = std::max(init, n - opt.budget.local);
       const int64_t middle = local_begin - init;
@@ -359,6 +361,13 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
       ap.range_end = n;
       ap.rope = {inv_freq.get(), reinterpret_cast<const float2*>(low.get()), reinterpret_cast<const float2*>(high.get()),
                  int(split.half), split.adjacent_pairs};
+      // esa reads the local window's keys from the rotated copy the forward keeps; esa-rope rotates
+      // them per row and step (the kernel's path without that copy), for comparison.
+      DeviceArray<__nv_bfloat16> k_rotated(policy == "esa" ? size_t(n * width) : size_t(1));
+      if (policy == "esa") {
+        ESA_CUDA_CHECK(cuda::launch_rope_rows(k.get(), 0, n, int(hkv), int(d), ap.rope, k_rotated.get(), stream));
+        ap.k_rotated = k_rotated.get();
+      }
       const int64_t total_rows = init + select + (n - local_begin);
       row.attended = total_rows;
       DeviceArray<float> partial(cuda::gathered_attention_partial_floats(total_rows, int(hq), int(hkv), int(d)));

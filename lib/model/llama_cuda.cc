@@ -124,25 +124,32 @@ struct DeviceInfllm {
   std::vector<int64_t> blocks, origin;
 };
 
-// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand; in
-// device memory, or (kv_offload) in mapped host memory that the kernels read over the bus.
+// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand, and the
+// same keys rotated to their own positions (the local branch reads those: no RoPE per row and
+// step; +50% of the cache, as the CPU's KvCache keeps); in device memory, or (kv_offload) in
+// mapped host memory that the kernels read over the bus.
 class CudaKvStorage final : public DeviceKvStorage {
  public:
   CudaKvStorage(int64_t layers, int64_t width, bool kv_offload)
-      : width_(width), memory_(kv_offload ? Memory::mapped_host : Memory::device), k_(size_t(layers)), v_(size_t(layers)) {}
+      : width_(width),
+        memory_(kv_offload ? Memory::mapped_host : Memory::device),
+        k_(size_t(layers)),
+        v_(size_t(layers)),
+        k_rotated_(size_t(layers)) {}
   bool on_host() const { return memory_ == Memory::mapped_host; }
-  size_t bytes_allocated() const override { return 2 * size_t(layers()) * size_t(capacity_ * width_) * sizeof(bf16); }
+  size_t bytes_allocated() const override { return 3 * size_t(layers()) * size_t(capacity_ * width_) * sizeof(bf16); }
   int64_t layers() const { return int64_t(k_.size()); }
   int64_t capacity() const { return capacity_; }
   bf16* k(int64_t layer) const { return k_[size_t(layer)].get(); }
   bf16* v(int64_t layer) const { return v_[size_t(layer)].get(); }
+  bf16* k_rotated(int64_t layer) const { return k_rotated_[size_t(layer)].get(); }
   /// Room for `tokens` rows, keeping the first `keep` rows of every layer.
   void ensure(int64_t tokens, int64_t keep, cudaStream_t stream) {
     if (tokens <= capacity_) return;
     const int64_t cap = std::max(tokens, capacity_ * 3 / 2);
     const std::string what = fmt::format("the KV cache ({} tokens)", cap);
     for (int64_t l = 0; l < layers(); ++l) {
-      for (auto* table : {&k_, &v_}) {
+      for (auto* table : {&k_, &v_, &k_rotated_}) {
         Buffer<bf16> grown(size_t(cap * width_), what.c_str(), memory_);
         if (keep > 0) {
           ESA_CUDA_CHECK(cudaMemcpyAsync(grown.get(), (*table)[size_t(l)].get(), size_t(keep * width_) * sizeof(bf16),
@@ -159,7 +166,7 @@ class CudaKvStorage final : public DeviceKvStorage {
   int64_t width_;
   Memory memory_;
   int64_t capacity_ = 0;
-  std::vector<Buffer<bf16>> k_, v_;
+  std::vector<Buffer<bf16>> k_, v_, k_rotated_;
 
  public:
   DeviceEsa esa;
@@ -271,12 +278,12 @@ struct CudaForward::Impl {
   // Attention of a chunk of T queries (at positions S - T ...) over the listed rows (device
   // `rows`, n_rows of them; queries q_long) and the range [range_begin, S) (causal; queries
   // q_local), both [T, heads, d] float, by the flash kernel (kernels/flash_attention.cuh) after
-  // the listed rows are gathered and the range's keys rotated into bf16 scratch. `v_range_on_host`:
-  // the cache is in mapped host memory (--kv-offload), so the range's values are copied to the
-  // device once rather than read over the bus by every query block.
-  void attend_chunk(const bf16* k_cache, const bf16* v_cache, bool v_range_on_host, int64_t T, int64_t S,
-                    int64_t range_begin, const int* rows, int64_t n_rows, const int* rows_valid, float scale,
-                    float* out) const {
+  // the listed rows are gathered; the range reads the cache's rotated keys. `range_on_host`: the
+  // cache is in mapped host memory (--kv-offload), so the range's keys and values are copied to
+  // the device once rather than read over the bus by every query block.
+  void attend_chunk(const bf16* k_cache, const bf16* k_rotated, const bf16* v_cache, bool range_on_host, int64_t T,
+                    int64_t S, int64_t range_begin, const int* rows, int64_t n_rows, const int* rows_valid,
+                    float scale, float* out) const {
     const ModelConfig& c = config;
     const int64_t hq = c.n_heads, hkv = c.n_kv_heads, d = c.head_dim, kw = hkv * d, R = S - range_begin;
     cudaStream_t s = stream;
@@ -290,12 +297,14 @@ struct CudaForward::Impl {
       ESA_CUDA_CHECK(cuda::launch_gather_rows(k_cache, v_cache, rows, int(n_rows), int(kw), k_rows16.get(),
                                               v_rows16.get(), s));
     }
-    k_range16.resize(size_t(std::max<int64_t>(R, 1) * kw), "attention scratch (rotated keys)");
-    ESA_CUDA_CHECK(cuda::launch_rope_rows(k_cache, range_begin, S, int(hkv), int(d), rope, k_range16.get(), s));
+    const bf16* k_range = k_rotated + range_begin * kw;
     const bf16* v_range = v_cache + range_begin * kw;
-    if (v_range_on_host && R > 0) {
+    if (range_on_host && R > 0) {
+      k_range16.resize(size_t(R * kw), "attention scratch (keys)");
       v_range16.resize(size_t(R * kw), "attention scratch (values)");
+      ESA_CUDA_CHECK(cudaMemcpyAsync(k_range16.get(), k_range, size_t(R * kw) * sizeof(bf16), cudaMemcpyDefault, s));
       ESA_CUDA_CHECK(cudaMemcpyAsync(v_range16.get(), v_range, size_t(R * kw) * sizeof(bf16), cudaMemcpyDefault, s));
+      k_range = k_range16.get();
       v_range = v_range16.get();
     }
     cuda::FlashChunkParams fp;
@@ -305,7 +314,7 @@ struct CudaForward::Impl {
     fp.v_rows = v_rows16.get();
     fp.n_rows = n_rows;
     fp.rows_valid = rows_valid;
-    fp.k_range = k_range16.get();
+    fp.k_range = k_range;
     fp.v_range = v_range;
     fp.range_begin = range_begin;
     fp.range_len = R;
@@ -793,11 +802,10 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     emit("v", l, m.v.get(), {T, nkv, hd});
     ESA_CUDA_CHECK(cuda::launch_store_kv(m.k.get(), m.v.get(), int(T), int(kw), storage->k(l), storage->v(l), start, s));
     ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_local.get(), int(T), int(nh), int(hd), m.rope, start, 1, s));
-    if (hook) {
-      ESA_CUDA_CHECK(cuda::launch_rope(m.k.get(), m.k_rope.get(), int(T), int(nkv), int(hd), m.rope, start, 1, s));
-      emit("q_rope", l, m.q_local.get(), {T, nh, hd});
-      emit("k_rope", l, m.k_rope.get(), {T, nkv, hd});
-    }
+    ESA_CUDA_CHECK(cuda::launch_rope(m.k.get(), m.k_rope.get(), int(T), int(nkv), int(hd), m.rope, start, 1, s));
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(m.k_rope.get(), storage->k_rotated(l) + start * kw, T * kw, s));
+    emit("q_rope", l, m.q_local.get(), {T, nh, hd});
+    emit("k_rope", l, m.k_rope.get(), {T, nkv, hd});
     float* keys_here = host_keys + l * T * kw;
     ESA_CUDA_CHECK(cudaMemcpyAsync(keys_here, m.k.get(), size_t(T * kw) * sizeof(float), cudaMemcpyDeviceToHost, s));
 
@@ -805,6 +813,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     p.q_local = m.q_local.get();
     p.k = storage->k(l);
     p.v = storage->v(l);
+    p.k_rotated = storage->k_rotated(l);
     p.range_end = S;
     p.queries = int(T);
     p.causal = true;
@@ -856,8 +865,8 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
     }
     if (T >= kChunkFlashQueries) {
-      m.attend_chunk(p.k, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, p.rows_valid, scale,
-                     m.attn.get());
+      m.attend_chunk(p.k, p.k_rotated, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, p.rows_valid,
+                     scale, m.attn.get());
     } else {
       const int64_t total = p.n_rows + (p.range_end - p.range_begin);
       m.partial.resize(cuda::gathered_attention_partial_floats(total, p.hq, p.hkv, p.d, p.queries), "attention scratch");

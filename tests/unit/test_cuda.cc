@@ -765,6 +765,15 @@ TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
       p.causal = true;
       p.rope = {d_freq.ptr, reinterpret_cast<const float2*>(d_low.ptr), reinterpret_cast<const float2*>(d_high.ptr),
                 int(split.half), split.adjacent_pairs};
+      // Every third case reads the range from keys rotated beforehand (as the forward keeps them),
+      // rounded to bf16 after the rotation: the flash kernel's bound.
+      const bool prerotated = case_index % 3 == 0;
+      DeviceArray<uint16_t> d_k_rotated(prerotated ? size_t(le * c.width) : size_t(1));
+      if (prerotated) {
+        ASSERT_EQ(cuda::launch_rope_rows(reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), 0, le, hkv, d, p.rope,
+                                         reinterpret_cast<__nv_bfloat16*>(d_k_rotated.ptr), nullptr), cudaSuccess);
+        p.k_rotated = reinterpret_cast<const __nv_bfloat16*>(d_k_rotated.ptr);
+      }
       p.hq = hq;
       p.hkv = hkv;
       p.d = d;
@@ -774,8 +783,10 @@ TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
       p.lse = d_lse.ptr;
       ASSERT_EQ(cuda::launch_gathered_attention(p, nullptr), cudaSuccess);
       const auto [worst, worst_lse] = chunk_errors(c, d_out.download(), d_lse.download());
-      EXPECT_LT(worst, 2e-4) << c.what << (listed.valid.empty() ? "" : " (with filler rows)");
-      EXPECT_LT(worst_lse, 1e-5) << c.what << (listed.valid.empty() ? "" : " (with filler rows)");
+      const std::string how = std::string(listed.valid.empty() ? "" : " (with filler rows)") +
+                              (prerotated ? " (keys rotated beforehand)" : "");
+      EXPECT_LT(worst, prerotated ? 1e-2 : 2e-4) << c.what << how;
+      EXPECT_LT(worst_lse, prerotated ? 2e-3 : 1e-5) << c.what << how;
     }
   }
 }
