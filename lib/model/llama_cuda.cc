@@ -17,6 +17,7 @@
 #include "attention/scoring_policies.h"
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "block_select.cuh"
 #include "chunk_attention.cuh"
 #include "esa_select.cuh"
 #include "flash_attention.cuh"
@@ -24,7 +25,6 @@
 #include "model/esa_cuda.h"
 #include "model/llama.h"
 #include "model_ops.cuh"
-#include "block_select.cuh"
 
 namespace esa {
 namespace {
@@ -423,8 +423,8 @@ struct CudaForward::Impl {
   };
 
   // The selection of layer l for a chunk of T queries on the device (PAPER.md section 2; the
-  // host's EsaPolicy, OraclePolicy and QuestPolicy::select). Queries in the score space are
-  // q_long (rotated) or q (plain); keys before RoPE are the cache's (`k_cache`, bf16).
+  // host's EsaPolicy, OraclePolicy, QuestPolicy and InfllmPolicy::select). Queries in the score
+  // space are q_long (rotated) or q (plain); keys before RoPE are the cache's (bf16).
   DeviceRows select_on_device(const attention::Policy& policy, DeviceSelection how, CudaKvStorage& storage, int64_t l,
                               int64_t T, int64_t start) const {
     const attention::PolicyOptions& o = policy.options();
@@ -758,7 +758,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
   const int64_t start = cache.size(), S = start + T;
   const ForwardHook& hook = options.hook;
   attention::Policy* policy = options.policy;
-  // esa, oracle and quest select on the device (Impl::select_on_device); others on the host.
+  // esa, oracle, quest and infllm select on the device (Impl::select_on_device); others on the host.
   const Impl::DeviceSelection device_select = Impl::device_selection(policy);
   const int64_t max_rows = policy != nullptr ? policy->options().budget.init + policy->options().budget.select : 0;
   m.ensure_scratch(T, max_rows);
