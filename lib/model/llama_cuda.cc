@@ -479,6 +479,31 @@ struct CudaForward::Impl {
     ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
   }
 
+  mutable Buffer<int> chosen_units;
+
+  // The block-granular policies' choice (infllm's blocks, quest's pages): units [n_units] of
+  // `unit` middle tokens from m0, each scored by max over the T queries q [T, width] of
+  // q_t . meta_u (meta [n_units, width]), the `pick` best expanded into rows after the initial
+  // tokens; rows_valid (optional) gets the count of real rows (a partial last unit).
+  void choose_units(const float* q, const float* meta, int64_t width, int64_t T, int64_t n_units, int64_t pick,
+                    int64_t unit, int64_t m0, int64_t m1, int* rows_valid) const {
+    esa_scores.resize(chunk_max_dot_floats(T, n_units), "selection scores");
+    esa_importance.resize(size_t(n_units), "selection scores");
+    chunk_max_dot_cuda(cublas, stream, q, meta, width, T, n_units, esa_scores.get(), esa_importance.get());
+    chosen_units.resize(size_t(pick), "selection scratch");
+    top_k(esa_importance.get(), n_units, pick, 0, chosen_units.get());
+    cuda::ExpandUnitsParams xp;
+    xp.units = chosen_units.get();
+    xp.k = int(pick);
+    xp.unit = int(unit);
+    xp.begin = m0;
+    xp.end = m1;
+    xp.base = int(m0);
+    xp.rows = rows.get() + m0;
+    xp.rows_valid = rows_valid;
+    ESA_CUDA_CHECK(cuda::launch_expand_units(xp, stream));
+  }
+
   mutable Buffer<float> infllm_qbar, infllm_scratch;
 
   // infllm (the host's InfllmPolicy, whose file comment gives the approximation): the chunk's mean
@@ -571,28 +596,14 @@ struct CudaForward::Impl {
       infllm_qbar.resize(size_t(kw), "selection scratch");
       ESA_CUDA_CHECK(cuda::launch_fold_mean(q_space, int(T), int(hq), int(hkv), int(d), float(1.0 / double(T * hq)),
                                             infllm_qbar.get(), stream));
-      esa_scores.resize(chunk_max_dot_floats(1, blocks), "selection scores");
-      esa_importance.resize(size_t(blocks), "selection scores");
-      chunk_max_dot_cuda(cublas, stream, infllm_qbar.get(), st.block_keys[size_t(l)].get(), kw, 1, blocks,
-                         esa_scores.get(), esa_importance.get());
-      chosen_units.resize(size_t(pick), "selection scratch");
-      top_k(esa_importance.get(), blocks, pick, 0, chosen_units.get());
-      cuda::ExpandUnitsParams xp;
-      xp.units = chosen_units.get();
-      xp.k = int(pick);
-      xp.unit = int(block);
-      xp.begin = m0;
-      xp.end = m1;
-      xp.base = int(m0);
-      xp.rows = rows.get() + m0;
-      ESA_CUDA_CHECK(cuda::launch_expand_units(xp, stream));
+      choose_units(infllm_qbar.get(), st.block_keys[size_t(l)].get(), kw, 1, blocks, pick, block, m0, m1, nullptr);
     }
     ESA_CUDA_CHECK(cuda::launch_iota(rows.get() + m0 + pick * block, int(rem), stream, int(rem_begin)));
     return {m0 + pick * block + rem, m1, nullptr};
   }
 
   mutable Buffer<float> quest_q;
-  mutable Buffer<int> chosen_units, quest_rows_valid;
+  mutable Buffer<int> quest_rows_valid;
 
   // quest (the host's QuestPolicy::select): pages of kQuestPage middle tokens, bounds kept per
   // layer and extended by the pages completed since the last call, scored by the signed folded
@@ -642,23 +653,8 @@ struct CudaForward::Impl {
     if (k == 0) return {m0, m1, nullptr};
     quest_q.resize(size_t(T * 2 * kw), "selection scratch");
     ESA_CUDA_CHECK(cuda::launch_gqa_fold_signed(q_space, int(T), int(hq), int(hkv), int(d), quest_q.get(), stream));
-    esa_scores.resize(chunk_max_dot_floats(T, pages), "selection scores");
-    esa_importance.resize(size_t(pages), "selection scores");
-    chunk_max_dot_cuda(cublas, stream, quest_q.get(), st.bounds[size_t(l)].get(), 2 * kw, T, pages, esa_scores.get(),
-                       esa_importance.get());
-    chosen_units.resize(size_t(k), "selection scratch");
     quest_rows_valid.resize(1, "selection scratch");
-    top_k(esa_importance.get(), pages, k, 0, chosen_units.get());
-    cuda::ExpandUnitsParams xp;
-    xp.units = chosen_units.get();
-    xp.k = int(k);
-    xp.unit = int(page);
-    xp.begin = m0;
-    xp.end = m1;
-    xp.base = int(m0);
-    xp.rows = rows.get() + m0;
-    xp.rows_valid = quest_rows_valid.get();
-    ESA_CUDA_CHECK(cuda::launch_expand_units(xp, stream));
+    choose_units(quest_q.get(), st.bounds[size_t(l)].get(), 2 * kw, T, pages, k, page, m0, m1, quest_rows_valid.get());
     return {m0 + k * page, m1, quest_rows_valid.get()};
   }
 
