@@ -1,5 +1,5 @@
 // CUDA dequantisation of ggml blocks to float32 (the GPU loader's first step). Reference:
-// esa::ops::dequantize_cpu (lib/ops/dequantize_cpu.cc); compared in tests/unit/test_cuda.cc.
+// esa::ops::dequantize_cpu (lib/ops/dequantize_cpu.cc); compared in tests/unit/test_dequantize_cuda.cc.
 #pragma once
 
 #include <cuda_runtime.h>

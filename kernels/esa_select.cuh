@@ -2,11 +2,9 @@
 //   1. compressed scores s[c][m] = q'_c . k'_m over the middle tokens with the per-query maxima
 //      (reads k' once: the memory-bound step);
 //   2. importance F(m) = max_c (s[c][m] - max_m' s[c][m']), proximity max-pool of half-width eps;
-//   3. top-k as a radix select on the float bits (three histogram passes, the last block of each
-//      pass picks the digit, no host sync), then an ordered compaction: the indices of the k
-//      largest values, ties to the lower index, sorted by index (NaN ranks as -inf).
-// References: esa::attention::chunk_importance, proximity_max_pool, top_k_indices
-// (lib/attention/selection.h); compared in tests/unit/test_cuda.cc. Every launch is
+//   3. top-k: kernels/top_k.cuh.
+// References: esa::attention::chunk_importance, proximity_max_pool (lib/attention/selection.h);
+// compared in tests/unit/test_selection_cuda.cc. Every launch is
 // CUDA-graph safe: sizes are fixed at enqueue, state lives in the workspace.
 #pragma once
 
@@ -49,7 +47,7 @@ struct ChunkImportanceParams {
 cudaError_t launch_chunk_importance(const ChunkImportanceParams& p, cudaStream_t stream);
 
 /// For a score matrix computed elsewhere (a long chunk's scores by a tensor-core GEMM,
-/// model/esa_cuda.h): row_max[r] = the order-preserving bits of max_m scores[r][m] (as
+/// attention/selection_cuda.h): row_max[r] = the order-preserving bits of max_m scores[r][m] (as
 /// launch_compressed_scores writes them), then the unpooled importance
 /// f[m] = max_r (scores[r][m] - max of row r), or max(f[m], that) with `accumulate` (query blocks);
 /// row_max null: nothing is subtracted (Quest's page scores, the plain max over the chunk).
@@ -69,19 +67,5 @@ struct ImportanceParams {
                                  // kMaxScoreQueries queries, scored a group at a time
 };
 cudaError_t launch_importance_pool(const ImportanceParams& p, cudaStream_t stream);
-
-/// Scratch of the top-k: device memory of top_k_workspace_bytes(n), reused across calls on one
-/// stream (a call leaves it ready for the next).
-size_t top_k_workspace_bytes(int64_t n);
-
-struct TopKParams {
-  const float* values;           // [n]
-  int64_t n;
-  int k;                         // 1 .. n (k == n selects everything)
-  int index_offset;              // added to every emitted index
-  int* indices;                  // out: [k] ascending
-  void* workspace;               // top_k_workspace_bytes(n), zeroed once with cudaMemset before first use
-};
-cudaError_t launch_top_k(const TopKParams& p, cudaStream_t stream);
 
 }  // namespace esa::cuda

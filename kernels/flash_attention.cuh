@@ -6,7 +6,7 @@
 //                     positions; queries q_local), causal by position.
 // GQA-aware: a block's 64 tile rows are (query, head) pairs of one KV group, so a K/V tile is read
 // once for all of the group's heads. bf16 tensor cores (WMMA), float32 softmax and accumulation.
-// Reference: esa::ops::attention_cpu per branch + the log-sum-exp merge (tests/unit/test_cuda.cc).
+// Reference: esa::ops::attention_cpu per branch + the log-sum-exp merge (tests/unit/test_attention_cuda.cc).
 #pragma once
 
 #include <cuda_bf16.h>

@@ -5,7 +5,7 @@
 // k_rotated, or rotated on the fly) —
 // merged by log-sum-exp, which is exactly softmax over the union. With no listed rows and the
 // whole cache as the range it is dense decode attention (`full`).
-// Reference: esa::ops::attention_cpu per branch + merge_by_lse; compared in tests/unit/test_cuda.cc.
+// Reference: esa::ops::attention_cpu per branch + merge_by_lse; compared in tests/unit/test_attention_cuda.cc.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,4 +1,4 @@
-// Launch geometry of the element-wise kernels (model_ops, chunk_attention): 256 threads a block,
+// Launch geometry of the element-wise kernels (model_ops, gather_rows, ...): 256 threads a block,
 // grid-stride loops, at most 65535 * 16 blocks (each thread loops over the rest).
 #pragma once
 

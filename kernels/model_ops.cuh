@@ -1,8 +1,8 @@
-// The elementwise and row kernels of the Llama forward pass on the GPU (model/llama_cuda.cc):
+// The elementwise and row kernels of the Llama forward pass on the GPU (engine/llama_cuda.cc):
 // embedding lookup, RMSNorm, bias, RoPE, KV-cache store, SwiGLU, residual add, float -> bf16.
 // Activations are float32; what feeds a cuBLAS GEMM is bf16 (weights are bf16 on the device).
 // References: the ops of lib/ops (rms_norm_cpu, rope_cpu, swiglu_cpu); compared in
-// tests/unit/test_cuda.cc, and the whole forward against LlamaModel on the CPU.
+// tests/unit/test_cuda_ops.cc, and the whole forward against LlamaModel on the CPU.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -18,12 +18,24 @@ run() {  # run NAME CMD...: records pass/fail and keeps the output in the log
   echo "== $name: ${RESULT[$name]}"
 }
 run "unit tests (CPU)" bash -c "'$BIN/test_core' && '$BIN/test_gguf' && '$BIN/test_dequantize'"
-run "CUDA vs CPU" "$BIN/test_cuda" --gtest_brief=1 --gtest_filter="-CudaTest.Embedded*"  # that one: gpu_e2e.sh
-grep -q "Skipped" <(grep -A2 "CudaTest" "$LOG") && RESULT["CUDA vs CPU"]="SKIPPED (no GPU?)"
+# Every GPU test against its CPU reference: the kernels and the forward (test_*_cuda), and each
+# policy's device half (test_<p>, TEST_P over {cpu, cuda}). A GPU case that skips is a failure here.
+GPU_TESTS=(test_cuda_ops test_dequantize_cuda test_selection_cuda test_attention_cuda test_forward_cuda
+           test_streaming test_oracle test_esa test_quest test_infllm test_selection)
+cuda_vs_cpu() {
+  local t rc=0
+  for t in "${GPU_TESTS[@]}"; do
+    "$BIN/$t" --gtest_brief=1 --gtest_filter="-CudaTest.Embedded*" > "/tmp/gpu_$t.txt" 2>&1 || rc=1  # Embedded: gpu_e2e.sh
+    cat "/tmp/gpu_$t.txt"
+    grep -q "SKIPPED" "/tmp/gpu_$t.txt" && grep -q "no CUDA device" "/tmp/gpu_$t.txt" && rc=2
+  done
+  return $rc
+}
+run "CUDA vs CPU" cuda_vs_cpu
 if command -v compute-sanitizer >/dev/null; then
-  for tool in memcheck racecheck; do
-    run "compute-sanitizer $tool" compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/test_cuda" --gtest_brief=1 \
-      --gtest_filter="-CudaTest.*Forward*:CudaTest.Embedded*"  # kernels only: cuBLAS is slow under the tools
+  for tool in memcheck racecheck; do  # kernels only: cuBLAS is slow under the tools
+    run "compute-sanitizer $tool" bash -c "for t in test_cuda_ops test_selection_cuda test_attention_cuda; do
+      compute-sanitizer --tool $tool --error-exitcode 3 '$BIN/'\$t --gtest_brief=1 || exit 3; done"
   done
 else
   RESULT["compute-sanitizer memcheck"]="not installed"; RESULT["compute-sanitizer racecheck"]="not installed"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end on a GPU machine with the embedded model: the GPU forward against the CPU on the
-# model's logits (test_cuda's EmbeddedModelMatchesCpu), the same passkey cases scored on the CPU
+# model's logits (test_forward_cuda's EmbeddedModelMatchesCpu), the same passkey cases scored on the CPU
 # and on the GPU (answers compared), the retrieval suites on the GPU at long contexts, and the
 # model's prefill/decode speed on GPU and CPU. Prints a short table last.
 # Usage: ESA_MODEL=model.gguf scripts/gpu_e2e.sh [BUNDLE_DIR] [PROJ.h5]
@@ -32,7 +32,7 @@ sha256sum "$ESA_MODEL" | tee -a "$LOG"
 
 declare -A RESULT
 # 1. Logits: GPU against CPU.
-ESA_REQUIRE_MODEL=1 "$BIN/test_cuda" --gtest_filter='CudaTest.EmbeddedModelMatchesCpu' >>"$LOG" 2>&1 \
+ESA_REQUIRE_MODEL=1 "$BIN/test_forward_cuda" --gtest_filter='CudaTest.EmbeddedModelMatchesCpu' >>"$LOG" 2>&1 \
   && RESULT[logits]=pass || RESULT[logits]=FAIL
 grep "relative error" "$LOG"
 

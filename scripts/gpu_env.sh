@@ -10,7 +10,9 @@ if [[ -n "$BUNDLE_DIR" && -d "$BUNDLE_DIR/bin" ]]; then
 else
   bash "$ROOT/scripts/build.sh" -DESA_WITH_CUDA=ON >/dev/null || { echo "gpu_env: build failed" >&2; exit 1; }
   BIN="$ROOT/build/bin"
-  for t in test_cuda test_dequantize test_gguf test_core; do ln -sf "$ROOT/build/tests/$t" "$BIN/$t"; done
+  for t in test_cuda_ops test_dequantize_cuda test_selection_cuda test_attention_cuda test_forward_cuda test_streaming test_oracle test_esa test_quest test_infllm test_selection test_dequantize test_gguf test_core; do
+    ln -sf "$ROOT/build/tests/$t" "$BIN/$t"
+  done
 fi
 if ! ldconfig -p 2>/dev/null | grep -q "libcublas.so.13"; then
   for dir in /usr/local/cuda/lib64 $(python3 - 2>/dev/null <<'PY'

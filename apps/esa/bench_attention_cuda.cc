@@ -16,14 +16,17 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "attention/selection_cuda.h"
+#include "bench/random_fill.cuh"
+#include "bench/rope_rows.cuh"
 #include "core/cuda_check.h"
-#include "model/esa_cuda.h"
-#include "chunk_attention.cuh"
+#include "core/device_buffer.h"
 #include "esa_select.cuh"
 #include "flash_attention.cuh"
+#include "gather_rows.cuh"
 #include "gathered_attention.cuh"
 #include "ops/rope.h"
-#include "random_fill.cuh"
+#include "top_k.cuh"
 #endif
 
 namespace esa::cli {
@@ -36,25 +39,15 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions&) {
 namespace {
 
 template <typename T>
-class DeviceArray {
- public:
-  explicit DeviceArray(size_t n) : n_(n) { ESA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T))); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  ~DeviceArray() { cudaFree(ptr_); }
-  T* get() const { return ptr_; }
-  size_t size() const { return n_; }
-  // A pageable cudaMemcpy may return before the data lands, and the benchmark's stream does not
-  // wait for the legacy default stream: synchronise the device.
-  void upload(const void* host, size_t bytes) {
-    ESA_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
-    ESA_CUDA_CHECK(cudaDeviceSynchronize());
-  }
+using DeviceArray = cuda::Buffer<T>;
 
- private:
-  T* ptr_ = nullptr;
-  size_t n_ = 0;
-};
+// A pageable cudaMemcpy may return before the data lands, and the benchmark's stream does not
+// wait for the legacy default stream: synchronise the device.
+template <typename T>
+void upload(DeviceArray<T>& dst, const void* host, size_t bytes) {
+  ESA_CUDA_CHECK(cudaMemcpy(dst.get(), host, bytes, cudaMemcpyHostToDevice));
+  ESA_CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 class Events {
  public:
@@ -169,9 +162,9 @@ void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStre
   const int64_t middle = policy == "full" ? 0 : local_begin - init;
   const int64_t select = std::min(b.budget.select, middle);
   const int64_t n_rows = policy == "full" ? 0 : init + select;
-  DeviceArray<float> qc(size_t(C * b.dim)), scores(esa_score_floats(C, b.dim, std::max<int64_t>(middle, 1))),
+  DeviceArray<float> qc(size_t(C * b.dim)), scores(attention::importance_score_floats(C, b.dim, std::max<int64_t>(middle, 1))),
       importance(size_t(std::max<int64_t>(middle, 1)));
-  DeviceArray<unsigned int> row_max(esa_row_max_count(C));
+  DeviceArray<unsigned int> row_max(attention::importance_row_max_count(C));
   DeviceArray<__nv_bfloat16> qc16(size_t(C * b.dim));
   DeviceArray<int> rows(size_t(std::max<int64_t>(n_rows, 1)));
   DeviceArray<__nv_bfloat16> k_rows(size_t(std::max<int64_t>(n_rows, 1) * width)), v_rows(k_rows.size());
@@ -181,7 +174,7 @@ void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStre
   ESA_CUDA_CHECK(cuda::launch_random_fill_f32(qc.get(), C * b.dim, b.seed + 8, 1.0f, stream));
   std::vector<int> sinks(static_cast<size_t>(init));
   std::iota(sinks.begin(), sinks.end(), 0);
-  if (n_rows > 0) rows.upload(sinks.data(), sinks.size() * sizeof(int));
+  if (n_rows > 0) upload(rows, sinks.data(), sinks.size() * sizeof(int));
   fp.k_rows = k_rows.get();
   fp.v_rows = v_rows.get();
   fp.n_rows = n_rows;
@@ -190,10 +183,10 @@ void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStre
   fp.v_range = b.v + local_begin * width;
   DeviceArray<float> partial(std::max<size_t>(cuda::flash_chunk_partial_floats(fp), 1));
   fp.partial = partial.get();
-  const EsaImportanceScratch scratch{scores.get(), qc16.get(), row_max.get()};
+  const attention::ImportanceScratch scratch{scores.get(), qc16.get(), row_max.get()};
   auto score_and_select = [&] {
     if (middle <= 0 || select <= 0) return;
-    esa_importance_cuda(b.cublas, stream, qc.get(), b.kc, b.dim, C, init, local_begin, int(b.eps), scratch,
+    attention::importance_cuda(b.cublas, stream, qc.get(), b.kc, b.dim, C, init, local_begin, int(b.eps), scratch,
                         importance.get());
     const cuda::TopKParams tp{importance.get(), middle, int(select), int(init), rows.get() + init, workspace.get()};
     ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
@@ -270,9 +263,9 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
     ESA_CUDA_CHECK(cuda::launch_random_fill_f32(qc.get(), opt.dim, opt.seed + 5, 1.0f, stream));
     const ops::RopeSplitTables split = ops::make_rope_split_tables(rope_table, n);
     DeviceArray<float> inv_freq(split.inv_freq.size()), low(split.low.size()), high(split.high.size());
-    inv_freq.upload(split.inv_freq.data(), split.inv_freq.size() * 4);
-    low.upload(split.low.data(), split.low.size() * 4);
-    high.upload(split.high.data(), split.high.size() * 4);
+    upload(inv_freq, split.inv_freq.data(), split.inv_freq.size() * 4);
+    upload(low, split.low.data(), split.low.size() * 4);
+    upload(high, split.high.data(), split.high.size() * 4);
 
     for (const std::string& policy : opt.policies) {
       Row row;
@@ -354,7 +347,7 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
       ESA_CUDA_CHECK(cudaMemset(workspace.get(), 0, cuda::top_k_workspace_bytes(std::max<int64_t>(middle, 1))));
       std::vector<int> sinks(static_cast<size_t>(init));
       std::iota(sinks.begin(), sinks.end(), 0);
-      rows.upload(sinks.data(), sinks.size() * sizeof(int));
+      upload(rows, sinks.data(), sinks.size() * sizeof(int));
       ap.rows = rows.get();
       ap.n_rows = int(init + select);
       ap.range_begin = local_begin;
@@ -441,9 +434,9 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
     ESA_CUDA_CHECK(cuda::launch_random_fill_bf16(kc.get(), n * opt.dim, opt.seed + 2, 1.0f, stream));
     const ops::RopeSplitTables split = ops::make_rope_split_tables(rope_table, n);
     DeviceArray<float> inv_freq(split.inv_freq.size()), low(split.low.size()), high(split.high.size());
-    inv_freq.upload(split.inv_freq.data(), split.inv_freq.size() * 4);
-    low.upload(split.low.data(), split.low.size() * 4);
-    high.upload(split.high.data(), split.high.size() * 4);
+    upload(inv_freq, split.inv_freq.data(), split.inv_freq.size() * 4);
+    upload(low, split.low.data(), split.low.size() * 4);
+    upload(high, split.high.data(), split.high.size() * 4);
     const ChunkBench b{cublas, k.get(), v.get(), kc.get(),
                        {inv_freq.get(), reinterpret_cast<const float2*>(low.get()),
                         reinterpret_cast<const float2*>(high.get()), int(split.half), split.adjacent_pairs},

@@ -14,9 +14,9 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "attention/projection.h"
-#include "attention/scoring_policies.h"
-#include "model/generate.h"
-#include "model/llama.h"
+#include "attention/policies.h"
+#include "engine/generate.h"
+#include "engine/llama.h"
 #include "text/tokenizer.h"
 
 #include <sys/resource.h>

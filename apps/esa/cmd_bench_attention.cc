@@ -10,7 +10,7 @@
 #include <random>
 
 #include "attention/projection.h"
-#include "attention/scoring_policies.h"
+#include "attention/policies.h"
 #include "attention/two_branch.h"
 #include "bench_attention_cuda.h"
 #include "commands.h"

@@ -12,7 +12,7 @@
 #include "policy_flags.h"
 #include "core/device.h"
 #include "core/error.h"
-#include "model/generate.h"
+#include "engine/generate.h"
 #include "model/kv_cache.h"
 #include "text/byte_mapping.h"
 #include "text/chat_template.h"

@@ -1,12 +1,11 @@
-// Policy names, options, the context split, and the two policies that select no middle token:
-// `full` (everything in the local branch: exact causal attention) and `streaming` (initial +
-// local only, StreamingLLM / LM-Infinite). The scoring policies live in scoring_policies.cc.
+// Policy names, options, the context split and the Policy base. The policies themselves are
+// attention/<kind>.cc (policies.h); make_policy is attention/registry.cc.
 #include "attention/policy.h"
 
 #include <algorithm>
-#include <numeric>
+#include <atomic>
 
-#include "attention/scoring_policies.h"
+#include "attention/device_selector.h"
 #include "core/error.h"
 
 namespace esa::attention {
@@ -15,25 +14,6 @@ namespace {
 constexpr std::pair<PolicyKind, const char*> kPolicyNames[] = {
     {PolicyKind::full, "full"},     {PolicyKind::streaming, "streaming"}, {PolicyKind::infllm, "infllm"},
     {PolicyKind::quest, "quest"},   {PolicyKind::esa, "esa"},             {PolicyKind::oracle, "oracle"}};
-
-class FullPolicy final : public Policy {
- public:
-  explicit FullPolicy(PolicyOptions o) : Policy(std::move(o)) {}
-  Selection select(const LayerInputs&) override { return Selection{0, {{}}}; }
-};
-
-class StreamingPolicy final : public Policy {
- public:
-  explicit StreamingPolicy(PolicyOptions o) : Policy(std::move(o)) {}
-  Selection select(const LayerInputs& in) override {
-    const ContextSplit split = split_context(options_.budget, in.chunk_begin());
-    Selection s;
-    s.local_begin = split.local_begin;
-    s.long_tokens.emplace_back(size_t(split.init_end));
-    std::iota(s.long_tokens[0].begin(), s.long_tokens[0].end(), int64_t(0));
-    return s;
-  }
-};
 
 }  // namespace
 
@@ -96,13 +76,11 @@ ContextSplit split_context(const Budget& budget, int64_t chunk_begin) {
   return s;
 }
 
-std::unique_ptr<Policy> make_policy(const PolicyOptions& options, const ModelConfig& config) {
-  options.validate();
-  switch (options.kind) {
-    case PolicyKind::full: return std::make_unique<FullPolicy>(options);
-    case PolicyKind::streaming: return std::make_unique<StreamingPolicy>(options);
-    default: return make_scoring_policy(options, config);
-  }
+Policy::Policy(PolicyOptions options) : options_(std::move(options)) {
+  static std::atomic<uint64_t> next{1};
+  instance_ = next.fetch_add(1);
 }
+
+std::unique_ptr<DeviceSelector> Policy::make_device_selector(const DeviceContext&) const { return nullptr; }
 
 }  // namespace esa::attention

@@ -74,29 +74,36 @@ struct Selection {
   std::vector<std::vector<int64_t>> long_tokens;
 };
 
-struct Projection;
+struct DeviceContext;
+class DeviceSelector;
 
 class Policy {
  public:
   virtual ~Policy() = default;
-  /// esa's compressed-score projection (the GPU forward selects with it on the device); null
-  /// for every other policy.
-  virtual const Projection* esa_projection() const { return nullptr; }
-  /// Whether the GPU forward may select for this policy with its own kernels instead of calling
-  /// select() (model/llama_cuda.cc): true only for the plain scoring policies (oracle, esa,
-  /// infllm, quest); a policy that wraps another to record or change its choices must be called.
-  virtual bool replaceable_on_device() const { return false; }
   /// Chooses the tokens for one layer and chunk; may update the policy's own per-layer state
-  /// (compressed keys, block representatives). Called once per layer per chunk, in order.
+  /// (compressed keys, block representatives). Called once per layer per chunk, in order. The
+  /// host half, and the reference of the device half.
   virtual Selection select(const LayerInputs& in) = 0;
+  /// This policy's GPU half for one sequence (attention/device_selector.h), or null: the GPU
+  /// forward then calls select() on a host copy of the keys. Null by default, so a policy that
+  /// wraps another to record or change its choices (diagnostics, esa dump) keeps being called;
+  /// null too in a build without CUDA, and for options the device half does not take.
+  virtual std::unique_ptr<DeviceSelector> make_device_selector(const DeviceContext& context) const;
   const PolicyOptions& options() const { return options_; }
+  /// Unique among the policies of this process: a device half made for one policy object is
+  /// never reused for another that happens to reuse its address.
+  uint64_t instance() const { return instance_; }
 
  protected:
-  explicit Policy(PolicyOptions options) : options_(std::move(options)) {}
+  explicit Policy(PolicyOptions options);
   PolicyOptions options_;
+
+ private:
+  uint64_t instance_;
 };
 
 /// Builds the policy for a model; one policy object per sequence (it may hold per-layer state).
+/// Defined in attention/registry.cc, which knows every kind.
 std::unique_ptr<Policy> make_policy(const PolicyOptions& options, const ModelConfig& config);
 
 /// The split of [0, chunk_begin) into initial, middle and local tokens for a budget:

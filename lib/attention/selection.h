@@ -1,7 +1,7 @@
 // The primitives of token selection (PAPER.md section 2): the GQA fold of the queries, the exact
 // importance score f(m; c) = sum_h q_{h,c} . k_{g(h),m}, the chunk importance
 // F(m) = max_c [f(m; c) - max_m' f(m'; c)], the proximity max-pool and a deterministic top-k.
-// The scoring policies (scoring_policies.h) are compositions of these; each is tested against a
+// The scoring policies (attention/<p>.cc, policies.h) are compositions of these; each is tested against a
 // float64 brute force in tests/unit/test_selection.cc.
 //
 // Memory order: every matrix here is row-major; score matrices are [T, n] (one row per query of

@@ -13,7 +13,8 @@
 #include <optional>
 
 #include "attention/projection_file.h"
-#include "attention/scoring_policies.h"
+#include "attention/policies.h"
+#include "attention/scoring.h"
 #include "attention/selection.h"
 #include "core/atomic_output.h"
 #include "core/error.h"

@@ -20,7 +20,7 @@
 
 #include "attention/policy.h"
 #include "io/provenance.h"
-#include "model/llama.h"
+#include "engine/llama.h"
 #include "text/tokenizer.h"
 
 namespace esa::calib {

@@ -12,3 +12,11 @@
     ESA_CHECK(esa_status_ == cudaSuccess, "CUDA error in {}: {} ({})", #expr,                \
               cudaGetErrorName(esa_status_), cudaGetErrorString(esa_status_));                \
   } while (0)
+
+// ESA_CUBLAS_CHECK: the same for a cuBLAS status (the including file includes cublas_v2.h).
+#define ESA_CUBLAS_CHECK(expr)                                                                \
+  do {                                                                                        \
+    const cublasStatus_t esa_status_ = (expr);                                                \
+    ESA_CHECK(esa_status_ == CUBLAS_STATUS_SUCCESS, "cuBLAS error in {}: {}", #expr,         \
+              cublasGetStatusString(esa_status_));                                            \
+  } while (0)

@@ -9,7 +9,6 @@
 #include <limits>
 
 #include "core/error.h"
-#include "ops/dequantize.h"
 
 namespace esa::io {
 namespace {
@@ -374,14 +373,6 @@ const GgufTensorInfo& GgufFile::tensor(std::string_view name) const {
   return *t;
 }
 
-std::vector<float> GgufFile::dequantize(const GgufTensorInfo& tensor) const {
-  const GgmlTypeInfo& ti = ggml_type_info(tensor.type);
-  ESA_CHECK(ti.dequantizable, "{}: tensor '{}' has type {}, which esa cannot dequantise (supported: {})", path(),
-            tensor.name, ti.name, ops::dequantizable_types());
-  std::vector<float> out(size_t(tensor.n_elements));
-  ops::dequantize(tensor.type, tensor.data, tensor.n_bytes, out.data(), tensor.n_elements);
-  return out;
-}
 
 std::string gguf_value_to_string(const GgufValue& v, size_t max_items) {
   switch (v.type) {

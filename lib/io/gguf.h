@@ -95,8 +95,6 @@ class GgufFile {
   const GgufTensorInfo* find_tensor(std::string_view name) const;
   const GgufTensorInfo& tensor(std::string_view name) const;  // throws when missing
 
-  /// Dequantises a tensor to float32 (row-major in GGUF order: shape[0] fastest).
-  std::vector<float> dequantize(const GgufTensorInfo& tensor) const;
 
  private:
   std::unique_ptr<MappedFile> file_;

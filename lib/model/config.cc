@@ -264,31 +264,6 @@ void hf_rope_scaling(const Json& root, const std::string& path, ModelConfig& c) 
 
 }  // namespace
 
-const char* rope_style_name(RopeStyle style) {
-  switch (style) {
-    case RopeStyle::adjacent_pairs: return "adjacent_pairs";
-    case RopeStyle::rotate_half: return "rotate_half";
-  }
-  return "?";
-}
-
-const char* rope_scaling_name(RopeScaling scaling) {
-  switch (scaling) {
-    case RopeScaling::none: return "none";
-    case RopeScaling::linear: return "linear";
-    case RopeScaling::llama3: return "llama3";
-    case RopeScaling::yarn: return "yarn";
-  }
-  return "?";
-}
-
-RopeScaling parse_rope_scaling(const std::string& name) {
-  if (name == "none" || name == "default") return RopeScaling::none;
-  if (name == "linear") return RopeScaling::linear;
-  if (name == "llama3") return RopeScaling::llama3;
-  if (name == "yarn") return RopeScaling::yarn;
-  ESA_FAIL("unknown rope scaling '{}' (expected none, default, linear, llama3, yarn)", name);
-}
 
 const char* architecture_name(Architecture arch) {
   switch (arch) {

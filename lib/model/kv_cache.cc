@@ -23,6 +23,13 @@ void KvCache::append(int64_t layer, const float* keys, const float* keys_rotated
   auto& V = values_[size_t(layer)];
   const size_t add = size_t(tokens * width_);
   const bool all = contents_ == KvContents::all;
+  if (!all && keys == nullptr) {
+    lengths_[size_t(layer)] += tokens;
+    return;
+  }
+  ESA_CHECK(int64_t(K.size()) == lengths_[size_t(layer)] * width_,
+            "KvCache: keys appended to layer {} whose host copy holds {} of {} rows", layer,
+            int64_t(K.size()) / width_, lengths_[size_t(layer)]);
   if (K.size() + add > K.capacity()) {
     // Grow geometrically so that token-by-token decoding appends in amortised O(1).
     const size_t cap = std::max(K.size() + add, K.capacity() * 3 / 2);
@@ -36,7 +43,20 @@ void KvCache::append(int64_t layer, const float* keys, const float* keys_rotated
   lengths_[size_t(layer)] += tokens;
 }
 
+int64_t KvCache::mirrored_rows(int64_t layer) const { return int64_t(keys_.at(size_t(layer)).size()) / width_; }
+
+void KvCache::mirror_keys(int64_t layer, const float* keys, int64_t tokens) {
+  ESA_CHECK(contents_ == KvContents::keys_only && layer >= 0 && layer < n_layers() &&
+                mirrored_rows(layer) + tokens <= lengths_[size_t(layer)],
+            "KvCache: {} key rows mirrored into layer {} past its {} tokens", tokens, layer, lengths_.at(size_t(layer)));
+  auto& K = keys_[size_t(layer)];
+  K.insert(K.end(), keys, keys + tokens * width_);
+}
+
 TensorView KvCache::keys(int64_t layer) const {
+  ESA_CHECK(mirrored_rows(layer) == lengths_.at(size_t(layer)),
+            "KvCache: the host holds {} of layer {}'s {} keys (a GPU model's keys live on the device)",
+            mirrored_rows(layer), layer, lengths_[size_t(layer)]);
   return {keys_.at(size_t(layer)).data(), {lengths_[size_t(layer)], kv_heads_, head_dim_}, DType::f32, Device::cpu};
 }
 
@@ -55,7 +75,7 @@ void KvCache::truncate(int64_t n) {
   for (size_t l = 0; l < lengths_.size(); ++l) {
     if (lengths_[l] > n) {
       lengths_[l] = n;
-      keys_[l].resize(size_t(n * width_));
+      keys_[l].resize(std::min(keys_[l].size(), size_t(n * width_)));  // the host copy may be behind
       if (contents_ == KvContents::all) {
         keys_rotated_[l].resize(size_t(n * width_));
         values_[l].resize(size_t(n * width_));

@@ -14,16 +14,17 @@
 
 namespace esa {
 
-/// Where a model on a GPU keeps the cache itself (model/llama_cuda.cc); the host object keeps
-/// the lengths and, for the selective policies, the keys before RoPE.
+/// Where a model on a GPU keeps the cache itself (engine/llama_cuda.cc); the host object keeps
+/// the lengths and, only for a policy that selects on the host, a copy of the keys before RoPE.
 class DeviceKvStorage {
  public:
   virtual ~DeviceKvStorage() = default;
   virtual size_t bytes_allocated() const = 0;
 };
 
-/// What the host cache holds: everything (a model on the CPU), or only the keys before RoPE (a
-/// model on a GPU: its attention reads the device copy; the policies score the host keys).
+/// What the host cache holds: everything (a model on the CPU), or the lengths and at most the keys
+/// before RoPE (a model on a GPU: its attention and the policies' device halves read the device
+/// copy; a policy that selects on the host scores a host copy of the keys, kept on demand).
 enum class KvContents { all, keys_only };
 
 class KvCache {
@@ -32,13 +33,19 @@ class KvCache {
 
   /// Appends T tokens' keys (before RoPE), the same keys rotated to their true positions, and
   /// values ([T, kv_heads*head_dim] each) to one layer. With KvContents::keys_only the last two
-  /// are ignored (may be null).
+  /// are ignored (may be null), and null keys advance the length alone (the host copy of the keys
+  /// then falls behind); keys are taken only when the copy is complete up to the layer's length.
   void append(int64_t layer, const float* keys, const float* keys_rotated, const float* values, int64_t tokens);
+  /// KvContents::keys_only: rows of layer `layer`'s keys held on the host (<= length), and
+  /// `tokens` more rows of them appended (brought from the device; at most up to the length).
+  int64_t mirrored_rows(int64_t layer) const;
+  void mirror_keys(int64_t layer, const float* keys, int64_t tokens);
   /// Tokens cached in a layer (all layers agree between forward calls).
   int64_t length(int64_t layer) const { return lengths_.at(size_t(layer)); }
   /// Tokens cached in layer 0: the position of the next token.
   int64_t size() const { return lengths_.empty() ? 0 : lengths_[0]; }
-  TensorView keys(int64_t layer) const;    // [length, kv_heads, head_dim], before RoPE
+  TensorView keys(int64_t layer) const;    // [length, kv_heads, head_dim], before RoPE; refused
+                                           // when the host copy is behind (keys_only)
   TensorView keys_rotated(int64_t layer) const;  // [length, kv_heads, head_dim], at true positions; KvContents::all
   TensorView values(int64_t layer) const;  // [length, kv_heads, head_dim]; KvContents::all
   KvContents contents() const { return contents_; }

@@ -13,9 +13,20 @@
 #include "core/memory_limit.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "ops/dequantize.h"
 #include "model/model_files.h"
 
 namespace esa {
+
+std::vector<float> dequantize_tensor(const io::GgufFile& file, const io::GgufTensorInfo& tensor) {
+  const io::GgmlTypeInfo& ti = io::ggml_type_info(tensor.type);
+  ESA_CHECK(ti.dequantizable, "{}: tensor '{}' has type {}, which esa cannot dequantise (supported: {})", file.path(),
+            tensor.name, ti.name, ops::dequantizable_types());
+  std::vector<float> out(size_t(tensor.n_elements));
+  ops::dequantize(tensor.type, tensor.data, tensor.n_bytes, out.data(), tensor.n_elements);
+  return out;
+}
+
 namespace {
 
 // Source-independent access: does a tensor exist, its row-major shape, its float data.
@@ -49,7 +60,7 @@ TensorSource gguf_source(const io::GgufFile& gguf) {
     std::reverse(shape.begin(), shape.end());
     return shape;
   };
-  s.load = [&gguf](const std::string& n) { return gguf.dequantize(gguf.tensor(n)); };
+  s.load = [&gguf](const std::string& n) { return dequantize_tensor(gguf, gguf.tensor(n)); };
   return s;
 }
 

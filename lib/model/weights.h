@@ -10,6 +10,10 @@
 #include "model/config.h"
 
 namespace esa {
+namespace io {
+class GgufFile;
+struct GgufTensorInfo;
+}  // namespace io
 
 struct LayerWeights {
   Tensor attn_norm;          // [hidden]
@@ -30,6 +34,10 @@ struct ModelWeights {
   const Tensor& output() const { return lm_head.empty() ? token_embd : lm_head; }
   size_t bytes() const;
 };
+
+/// A GGUF tensor dequantised to float32 (row-major in GGUF order: shape[0] fastest); throws
+/// esa::Error naming the file and tensor for a type esa cannot dequantise.
+std::vector<float> dequantize_tensor(const io::GgufFile& file, const io::GgufTensorInfo& tensor);
 
 /// Bytes of the fp32 weights load_weights() holds for `config`.
 uint64_t weight_bytes(const ModelConfig& config);

@@ -6,7 +6,35 @@
 
 #include "core/error.h"
 
-namespace esa::ops {
+namespace esa {
+
+const char* rope_style_name(RopeStyle style) {
+  switch (style) {
+    case RopeStyle::adjacent_pairs: return "adjacent_pairs";
+    case RopeStyle::rotate_half: return "rotate_half";
+  }
+  return "?";
+}
+
+const char* rope_scaling_name(RopeScaling scaling) {
+  switch (scaling) {
+    case RopeScaling::none: return "none";
+    case RopeScaling::linear: return "linear";
+    case RopeScaling::llama3: return "llama3";
+    case RopeScaling::yarn: return "yarn";
+  }
+  return "?";
+}
+
+RopeScaling parse_rope_scaling(const std::string& name) {
+  if (name == "none" || name == "default") return RopeScaling::none;
+  if (name == "linear") return RopeScaling::linear;
+  if (name == "llama3") return RopeScaling::llama3;
+  if (name == "yarn") return RopeScaling::yarn;
+  ESA_FAIL("unknown rope scaling '{}' (expected none, default, linear, llama3, yarn)", name);
+}
+
+namespace ops {
 
 RopeTable make_rope_table(const RopeConfig& rope, const std::vector<float>& freq_factors) {
   ESA_CHECK(rope.dim > 0 && rope.dim % 2 == 0, "rope: rotary dimension {} must be positive and even", rope.dim);
@@ -156,4 +184,5 @@ void rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& tab
   rope_cpu(x.data(), positions.data(), x.dim(0), x.dim(1), x.dim(2), table, angles);
 }
 
-}  // namespace esa::ops
+}  // namespace ops
+}  // namespace esa

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "model/config.h"
+#include "ops/rope_config.h"
 
 namespace esa::ops {
 

@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/sha256.h"
-#include "model/generate.h"
+#include "engine/generate.h"
 
 namespace esa::tasks {
 namespace {

@@ -14,7 +14,7 @@
 
 #include "attention/policy.h"
 #include "io/hdf5.h"
-#include "model/llama.h"
+#include "engine/llama.h"
 #include "tasks/suite.h"
 #include "text/tokenizer.h"
 

@@ -3,6 +3,7 @@
 #include "fuzz_support.h"
 #include "io/gguf.h"
 #include "model/config.h"
+#include "model/weights.h"
 #include "text/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -11,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const esa::io::GgufFile gguf(path);
     for (const auto& [key, value] : gguf.metadata()) (void)esa::io::gguf_value_to_string(value);
     for (const auto& t : gguf.tensors()) {
-      if (t.n_elements <= (int64_t(1) << 16)) (void)gguf.dequantize(t);
+      if (t.n_elements <= (int64_t(1) << 16)) (void)esa::dequantize_tensor(gguf, t);
     }
     esa::fuzz::expect_clean([&] { (void)esa::config_from_gguf(gguf); });
     const auto tok = esa::text::make_tokenizer(esa::text::tokenizer_spec_from_gguf(gguf));

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -13,6 +15,15 @@
 #include "ops/rope.h"
 
 namespace esa::test {
+
+/// x rounded to the nearest bf16 value (ties to even), as a float.
+inline float round_to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  u = ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16) << 16;
+  std::memcpy(&x, &u, sizeof(u));
+  return x;
+}
 
 inline std::vector<float> gaussian(std::mt19937_64& gen, int64_t n, float scale = 1.0f) {
   std::normal_distribution<float> dist(0.0f, scale);
@@ -40,9 +51,15 @@ struct PolicyScene {
     rope = ops::make_rope_table(cfg);
     angles = ops::make_rope_angles(rope, 64);  // positions past it are computed on the fly
   }
-  void append(int64_t tokens) {
+  /// `bf16_exact`: keys rounded to bf16 values, so that a device half (bf16 keys) scores the same
+  /// numbers as the host (device_selection.h).
+  void append(int64_t tokens, bool bf16_exact = false) {
     for (int64_t l = 0; l < layers; ++l) {
-      const std::vector<float> k = gaussian(gen, tokens * hkv * d), v = gaussian(gen, tokens * hkv * d);
+      std::vector<float> k = gaussian(gen, tokens * hkv * d);
+      const std::vector<float> v = gaussian(gen, tokens * hkv * d);
+      if (bf16_exact) {
+        for (float& x : k) x = round_to_bf16(x);
+      }
       cache.append(l, k.data(), k.data(), v.data(), tokens);
     }
   }

@@ -9,7 +9,7 @@
 #include "attention/policy.h"
 #include "attention/two_branch.h"
 #include "core/error.h"
-#include "model/llama.h"
+#include "engine/llama.h"
 #include "ops/attention.h"
 #include "support/test_support.h"
 

@@ -11,9 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "attention/device_selector.h"
 #include "attention/diagnostics.h"
 #include "attention/policy.h"
 #include "attention/selection.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "model/config.h"
@@ -128,20 +130,28 @@ TEST(DiagnosticPolicy, ReturnsTheWrappedSelectionsUnchanged) {
   }
 }
 
-// The GPU forward replaces select() by its own kernels only for the plain scoring policies: a
-// wrapped one (the diagnostics record inside select()) must keep being called.
+// The GPU forward calls select() whenever a policy has no device half: a wrapped one (the
+// diagnostics record inside select()) must have none, whatever it wraps. Every plain policy has
+// one in a CUDA build (uniform heads), none without CUDA or with individual heads.
 TEST(DiagnosticPolicy, IsNeverReplacedOnTheDevice) {
   const Scene sc(1);
-  for (const char* name : {"oracle", "esa", "infllm", "quest"}) {
+  // The legacy stream and no cuBLAS handle: a device half made here is never asked to select.
+  const DeviceContext context{nullptr, nullptr, sc.layers, sc.hq, sc.hkv, sc.d};
+  for (const char* name : {"full", "streaming", "oracle", "esa", "infllm", "quest"}) {
     PolicyOptions o;
     o.kind = parse_policy(name);
-    EXPECT_TRUE(make_policy(o, sc.config())->replaceable_on_device()) << name;
-    EXPECT_FALSE(wrap(o, sc)->replaceable_on_device()) << name;
-  }
-  for (const char* name : {"full", "streaming"}) {
-    PolicyOptions o;
-    o.kind = parse_policy(name);
-    EXPECT_FALSE(make_policy(o, sc.config())->replaceable_on_device()) << name;
+#ifdef ESA_WITH_CUDA
+    const bool has_half = true;
+#else
+    const bool has_half = false;
+#endif
+    if (cuda_devices().empty() && has_half && o.kind == PolicyKind::esa) continue;  // esa uploads its projection
+    EXPECT_EQ(make_policy(o, sc.config())->make_device_selector(context) != nullptr, has_half) << name;
+    EXPECT_EQ(wrap(o, sc)->make_device_selector(context), nullptr) << name;
+    o.heads = HeadMode::individual;
+    if (o.kind != PolicyKind::full && o.kind != PolicyKind::streaming) {
+      EXPECT_EQ(make_policy(o, sc.config())->make_device_selector(context), nullptr) << name << " individual";
+    }
   }
 }
 

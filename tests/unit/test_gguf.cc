@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/config.h"
+#include "model/weights.h"
 #include "support/gguf_writer.h"
 #include "support/test_support.h"
 
@@ -123,8 +124,8 @@ TEST(Gguf, ReadsTensorsAndAlignment) {
       EXPECT_EQ(tb.shape, (std::vector<int64_t>{5, 1}));
       EXPECT_EQ(tb.n_elements, 5);
       EXPECT_EQ(tb.n_bytes, 10u);
-      EXPECT_EQ(f.dequantize(f.tensor("a")), (std::vector<float>{0.5f, 1.5f, 2.5f}));
-      const std::vector<float> bv = f.dequantize(tb);
+      EXPECT_EQ(dequantize_tensor(f, f.tensor("a")), (std::vector<float>{0.5f, 1.5f, 2.5f}));
+      const std::vector<float> bv = dequantize_tensor(f, tb);
       EXPECT_FLOAT_EQ(bv[0], 1.0f);
       EXPECT_FLOAT_EQ(bv[1], 1.0f + 1.0f / 1024);
       EXPECT_EQ(f.find_tensor("nope"), nullptr);
@@ -140,7 +141,7 @@ TEST(Gguf, TinyLlamaRoundTrip) {
   EXPECT_EQ(c.n_layers, 2);
   EXPECT_EQ(c.hidden, 32);
   EXPECT_TRUE(c.tied_embeddings);
-  const std::vector<float> q = f.dequantize(f.tensor("blk.0.attn_q.weight"));
+  const std::vector<float> q = dequantize_tensor(f, f.tensor("blk.0.attn_q.weight"));
   EXPECT_EQ(q.size(), 32u * 32u);
 }
 
@@ -303,7 +304,7 @@ TEST_F(GgufCorrupt, RandomByteFlipsNeverCrash) {
     try {
       GgufFile f(path);
       for (const auto& t : f.tensors()) {
-        if (io::ggml_type_info(t.type).dequantizable) (void)f.dequantize(t);
+        if (io::ggml_type_info(t.type).dequantizable) (void)dequantize_tensor(f, t);
       }
       ++opened;
     } catch (const Error&) {
@@ -334,7 +335,7 @@ TEST(GgufModel, SmolLm2) {
   EXPECT_EQ(q8_0, 1);
   const io::GgufTensorInfo& emb = f.tensor("token_embd.weight");
   EXPECT_EQ(emb.shape, (std::vector<int64_t>{576, 49152}));
-  const std::vector<float> norm = f.dequantize(f.tensor("blk.0.attn_norm.weight"));
+  const std::vector<float> norm = dequantize_tensor(f, f.tensor("blk.0.attn_norm.weight"));
   ASSERT_EQ(norm.size(), 576u);
   for (float v : norm) ASSERT_TRUE(std::isfinite(v));
 }

@@ -10,8 +10,8 @@
 #include <map>
 
 #include "core/error.h"
-#include "model/generate.h"
-#include "model/llama.h"
+#include "engine/generate.h"
+#include "engine/llama.h"
 #include "support/test_support.h"
 #include "text/tokenizer.h"
 
@@ -255,7 +255,7 @@ TEST(KvCache, KeysOnlyHoldsTheKeysAndRefusesTheRest) {
 }
 
 // Without a GPU (CI), --device cuda is one clear error, not a crash. The GPU side is
-// tests/unit/test_cuda.cc.
+// tests/unit/test_forward_cuda.cc.
 TEST(Llama, CudaWithoutAGpuIsAClearError) {
   if (!cuda_devices().empty()) GTEST_SKIP() << "a GPU is present (test_cuda covers it)";
   LlamaModel model = LlamaModel::load(test::fixture("model/tiny_llama"));

@@ -1,8 +1,7 @@
 // The selection primitives (lib/attention/selection.h) against float64 brute forces written
-// here, and the scoring policies (lib/attention/scoring_policies.h): oracle and quest against a
-// brute force of their definitions (PAPER.md sections 2 and 5), esa with the identity
-// projection against oracle, and the contract of every policy (budget, sorted unique lists,
+// here, and the contract of every scoring policy on both devices (budget, sorted unique lists,
 // nothing from the local window or the future, one list per KV head with individual heads).
+// Each policy's choice against its definition is tests/unit/test_<p>.cc.
 //
 // Top-k results are compared as sets; a token may differ from the float64 reference only when
 // its reference score ties the k-th score within a float32 tolerance (reported). Seeds print;
@@ -12,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <set>
@@ -20,14 +20,16 @@
 
 #include "attention/policy.h"
 #include "attention/projection.h"
-#include "attention/scoring_policies.h"
+#include "attention/policies.h"
 #include "attention/selection.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "ops/rope.h"
+#include "support/device_selection.h"
 #include "support/policy_scene.h"
+#include "support/selection_reference.h"
 #include "support/test_support.h"
 
 namespace esa::attention {
@@ -37,58 +39,12 @@ using test::gaussian;
 using test::ref_rotate;
 using test::small_options;
 
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+using test::expect_same_top_k;
+using test::kNegInf;
+using test::middle_of;
+using test::ref_max_pool;
+using test::ref_top_k;
 
-
-// ---- brute-force references ------------------------------------------------------------------
-
-std::vector<double> ref_max_pool(const std::vector<double>& s, int64_t eps) {
-  const int64_t n = int64_t(s.size());
-  std::vector<double> out(s.size());
-  for (int64_t j = 0; j < n; ++j) {
-    double m = kNegInf;
-    for (int64_t i = std::max<int64_t>(0, j - eps); i <= std::min(n - 1, j + eps); ++i) m = std::max(m, s[size_t(i)]);
-    out[size_t(j)] = m;
-  }
-  return out;
-}
-
-// Full sort by (score desc, index asc), first k, sorted by index.
-std::vector<int64_t> ref_top_k(const std::vector<double>& s, int64_t k) {
-  std::vector<int64_t> idx(s.size());
-  std::iota(idx.begin(), idx.end(), int64_t(0));
-  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return s[size_t(a)] > s[size_t(b)]; });
-  idx.resize(size_t(std::min<int64_t>(k, int64_t(s.size()))));
-  std::sort(idx.begin(), idx.end());
-  return idx;
-}
-
-
-// The chosen middle tokens of a list: checks the initial tokens lead it and strips them.
-std::vector<int64_t> middle_of(const std::vector<int64_t>& list, int64_t init_end) {
-  EXPECT_GE(int64_t(list.size()), init_end);
-  for (int64_t i = 0; i < init_end && i < int64_t(list.size()); ++i) EXPECT_EQ(list[size_t(i)], i);
-  return std::vector<int64_t>(list.begin() + std::min<int64_t>(init_end, int64_t(list.size())), list.end());
-}
-
-// Same set as the reference, except where the reference scores tie the boundary within `tol`.
-void expect_same_top_k(const std::vector<int64_t>& got, const std::vector<int64_t>& ref,
-                       const std::vector<double>& ref_scores, int64_t offset, double tol, const std::string& what) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  std::vector<double> sorted;
-  for (int64_t r : ref) sorted.push_back(ref_scores[size_t(r - offset)]);
-  const double kth = sorted.empty() ? 0.0 : *std::min_element(sorted.begin(), sorted.end());
-  std::set<int64_t> g(got.begin(), got.end()), r(ref.begin(), ref.end());
-  int64_t differ = 0;
-  for (int64_t x : g) {
-    if (r.count(x) != 0) continue;
-    ++differ;
-    EXPECT_LE(std::abs(ref_scores[size_t(x - offset)] - kth), tol)
-        << what << ": token " << x << " chosen, not in the float64 top-k (score " << ref_scores[size_t(x - offset)]
-        << ", k-th " << kth << ")";
-  }
-  if (differ > 0) std::printf("[ info     ] %s: %lld boundary ties resolved differently\n", what.c_str(), (long long)differ);
-}
 
 // ---- primitives -------------------------------------------------------------------------------
 
@@ -255,252 +211,15 @@ TEST(Projection, IdentityAndRandomMatchFloat64) {
   EXPECT_THROW(bad.validate(), Error);
 }
 
-// ---- policies -----------------------------------------------------------------------------------
+// ---- the contract of every scoring policy ---------------------------------------------------
 
-// A KV cache filled with random keys, queries for a chunk, and the RoPE tables
-// (support/policy_scene.h).
 using Scene = test::PolicyScene;
 
-
-// Oracle's definition in float64: per query c, f(m; c) = sum_h q_{h,c} . k_{g(h),m} (only group
-// `head` when >= 0), minus its max over M; max over c; pooled. Returns the pooled scores over M.
-std::vector<double> ref_oracle_scores(const Scene& sc, const LayerInputs& in, const PolicyOptions& o, int64_t head) {
-  const ContextSplit split = split_context(o.budget, in.chunk_begin());
-  const int64_t T = in.q.shape[0], n = split.local_begin - split.init_end, group = sc.hq / sc.hkv;
-  const TensorView keys = sc.cache.keys(in.layer);
-  std::vector<double> F(size_t(n), kNegInf);
-  for (int64_t c = 0; c < T; ++c) {
-    const float* qc = in.q.data + c * sc.hq * sc.d;
-    const std::vector<double> q = o.score_space == ScoreSpace::rotated
-                                      ? ref_rotate(qc, sc.hq, sc.d, o.query_position(), sc.rope)
-                                      : std::vector<double>(qc, qc + sc.hq * sc.d);
-    std::vector<double> f(size_t(n), 0.0);
-    for (int64_t j = 0; j < n; ++j) {
-      const float* k = keys.data + (split.init_end + j) * sc.hkv * sc.d;
-      for (int64_t h = 0; h < sc.hq; ++h) {
-        const int64_t g = h / group;
-        if (head >= 0 && g != head) continue;
-        for (int64_t i = 0; i < sc.d; ++i) f[size_t(j)] += q[size_t(h * sc.d + i)] * k[g * sc.d + i];
-      }
-    }
-    const double mx = *std::max_element(f.begin(), f.end());
-    for (int64_t j = 0; j < n; ++j) F[size_t(j)] = std::max(F[size_t(j)], f[size_t(j)] - mx);
-  }
-  return ref_max_pool(F, o.eps);
-}
-
-TEST(OraclePolicy, PicksTheFloat64TopKOfItsDefinition) {
-  Scene sc(test::test_seed(11));
-  sc.append(200);
-  for (auto space : {ScoreSpace::rotated, ScoreSpace::plain}) {
-    for (auto heads : {HeadMode::uniform, HeadMode::individual}) {
-      for (int64_t eps : {0, 1, 3}) {
-        for (int64_t T : {1, 8}) {
-          PolicyOptions o = small_options(PolicyKind::oracle, heads);
-          o.eps = eps;
-          o.score_space = space;
-          auto policy = make_scoring_policy(o, sc.config());
-          const Tensor q = sc.queries(T);
-          const LayerInputs in = sc.inputs(1, q);
-          const Selection sel = policy->select(in);
-          const ContextSplit split = split_context(o.budget, in.chunk_begin());
-          EXPECT_EQ(sel.local_begin, split.local_begin);
-          ASSERT_EQ(int64_t(sel.long_tokens.size()), heads == HeadMode::uniform ? 1 : sc.hkv);
-          for (int64_t g = 0; g < int64_t(sel.long_tokens.size()); ++g) {
-            const std::vector<double> pooled = ref_oracle_scores(sc, in, o, heads == HeadMode::uniform ? -1 : g);
-            std::vector<int64_t> ref = ref_top_k(pooled, o.budget.select);
-            for (auto& r : ref) r += split.init_end;
-            const std::string what = std::string("oracle ") + score_space_name(space) + " " + head_mode_name(heads) +
-                                     " eps " + std::to_string(eps) + " T " + std::to_string(T) + " list " +
-                                     std::to_string(g);
-            expect_same_top_k(middle_of(sel.long_tokens[size_t(g)], split.init_end), ref, pooled, split.init_end, 1e-4,
-                              what);
-          }
-        }
-      }
-    }
-  }
-}
-
-TEST(EsaPolicy, IdentityProjectionSelectsExactlyOraclesTokens) {
-  for (auto heads : {HeadMode::uniform, HeadMode::individual}) {
-  SCOPED_TRACE(head_mode_name(heads));
-  Scene sc(test::test_seed(12));
-  PolicyOptions o = small_options(PolicyKind::oracle, heads);
-  PolicyOptions e = o;
-  e.kind = PolicyKind::esa;
-  auto oracle = make_scoring_policy(o, sc.config());
-  auto esa = make_scoring_policy(e, sc.config());
-  // A sequence: prefill chunks, then decode steps, every layer each step (the compressed-key
-  // cache grows with the KV cache).
-  int64_t compared = 0;
-  for (int64_t step = 0; step < 40; ++step) {
-    const int64_t T = step < 20 ? 8 : 1;
-    sc.append(T);
-    const Tensor q = sc.queries(T);
-    for (int64_t l = 0; l < sc.layers; ++l) {
-      const LayerInputs in = sc.inputs(l, q);
-      const Selection a = oracle->select(in), b = esa->select(in);
-      EXPECT_EQ(a.local_begin, b.local_begin);
-      EXPECT_EQ(a.long_tokens, b.long_tokens) << "step " << step << " layer " << l;
-      compared += int64_t(a.long_tokens[0].size()) > o.budget.init + o.budget.select - 1;
-    }
-  }
-  EXPECT_GT(compared, 0) << "the scene never had more middle tokens than the budget";
-  }
-}
-
-TEST(EsaPolicy, RandomProjectionRanksByCompressedScores) {
-  Scene sc(test::test_seed(13));
-  sc.append(150);
-  PolicyOptions o = small_options(PolicyKind::esa);
-  o.eps = 0;
-  o.score_space = ScoreSpace::plain;
-  const int64_t width = sc.hkv * sc.d, dim = 7;
-  const Projection p = Projection::random(sc.layers, width, dim, 5);
-  auto esa = make_esa_policy(o, p);
-  const Tensor q = sc.queries(4);
-  const LayerInputs in = sc.inputs(0, q);
-  const Selection sel = esa->select(in);
-  const ContextSplit split = split_context(o.budget, in.chunk_begin());
-  const int64_t n = split.local_begin - split.init_end;
-  // Reference: q' = Wq q~ + bq, k' = Wk k + bk in float64, F = max_c [q'.k' - max].
-  const Tensor qf = gqa_fold(q.view(), sc.hkv);
-  const auto& L = p.layers[0];
-  auto project = [&](const float* x, const std::vector<float>& w, const std::vector<float>& b) {
-    std::vector<double> y(static_cast<size_t>(dim));
-    for (int64_t o2 = 0; o2 < dim; ++o2) {
-      y[size_t(o2)] = b[size_t(o2)];
-      for (int64_t i = 0; i < width; ++i) y[size_t(o2)] += double(w[size_t(o2 * width + i)]) * x[i];
-    }
-    return y;
-  };
-  std::vector<double> F(size_t(n), kNegInf);
-  for (int64_t c = 0; c < 4; ++c) {
-    const std::vector<double> qc = project(qf.data() + c * width, L.wq, L.bq);
-    std::vector<double> f(static_cast<size_t>(n));
-    for (int64_t j = 0; j < n; ++j) {
-      const std::vector<double> kc = project(sc.cache.keys(0).data + (split.init_end + j) * width, L.wk, L.bk);
-      for (int64_t i = 0; i < dim; ++i) f[size_t(j)] += qc[size_t(i)] * kc[size_t(i)];
-    }
-    const double mx = *std::max_element(f.begin(), f.end());
-    for (int64_t j = 0; j < n; ++j) F[size_t(j)] = std::max(F[size_t(j)], f[size_t(j)] - mx);
-  }
-  std::vector<int64_t> ref = ref_top_k(F, o.budget.select);
-  for (auto& r : ref) r += split.init_end;
-  expect_same_top_k(middle_of(sel.long_tokens[0], split.init_end), ref, F, split.init_end, 1e-4, "esa random");
-}
-
-TEST(QuestPolicy, PicksTheFloat64TopPagesOfItsBound) {
-  Scene sc(test::test_seed(14));
-  sc.append(203);  // |M| = 203 - 8 - 32 - 4 = 159: the last page is partial
-  for (auto heads : {HeadMode::uniform, HeadMode::individual}) {
-    PolicyOptions o = small_options(PolicyKind::quest, heads);
-    o.budget.chunk = 8;
-    auto quest = make_scoring_policy(o, sc.config());
-    const Tensor q = sc.queries(8);
-    const LayerInputs in = sc.inputs(0, q);
-    const Selection sel = quest->select(in);
-    const ContextSplit split = split_context(o.budget, in.chunk_begin());
-    const int64_t m0 = split.init_end, m1 = split.local_begin, pages = (m1 - m0 + 15) / 16, group = sc.hq / sc.hkv;
-    ASSERT_EQ(int64_t(sel.long_tokens.size()), heads == HeadMode::uniform ? 1 : sc.hkv);
-    const TensorView keys = sc.cache.keys(0);
-    for (int64_t g0 = 0; g0 < int64_t(sel.long_tokens.size()); ++g0) {
-      std::vector<double> score(size_t(pages), kNegInf);
-      for (int64_t c = 0; c < 8; ++c) {
-        const std::vector<double> qc = ref_rotate(q.data() + c * sc.hq * sc.d, sc.hq, sc.d, o.query_position(), sc.rope);
-        for (int64_t p = 0; p < pages; ++p) {
-          double s = 0;
-          for (int64_t h = 0; h < sc.hq; ++h) {
-            const int64_t g = h / group;
-            if (heads == HeadMode::individual && g != g0) continue;
-            for (int64_t i = 0; i < sc.d; ++i) {
-              double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-              for (int64_t m = m0 + 16 * p; m < std::min(m1, m0 + 16 * (p + 1)); ++m) {
-                lo = std::min(lo, double(keys.data[(m * sc.hkv + g) * sc.d + i]));
-                hi = std::max(hi, double(keys.data[(m * sc.hkv + g) * sc.d + i]));
-              }
-              const double x = qc[size_t(h * sc.d + i)];
-              s += std::max(x * lo, x * hi);
-            }
-          }
-          score[size_t(p)] = std::max(score[size_t(p)], s);
-        }
-      }
-      const std::vector<int64_t> ref_pages = ref_top_k(score, o.budget.select / 16);
-      std::vector<int64_t> got = middle_of(sel.long_tokens[size_t(g0)], split.init_end);
-      std::set<int64_t> got_pages;
-      for (int64_t t : got) got_pages.insert((t - m0) / 16);
-      std::vector<int64_t> expect_tokens;
-      for (int64_t p : ref_pages) {
-        for (int64_t m = m0 + 16 * p; m < std::min(m1, m0 + 16 * (p + 1)); ++m) expect_tokens.push_back(m);
-      }
-      // Whole pages only; compared as page sets with the boundary tolerance.
-      std::vector<int64_t> got_page_list(got_pages.begin(), got_pages.end());
-      expect_same_top_k(got_page_list, ref_pages, score, 0, 1e-3, std::string("quest ") + head_mode_name(heads));
-      if (got_page_list == ref_pages) {
-        EXPECT_EQ(got, expect_tokens);
-      }
-    }
-  }
-}
-
-TEST(InfllmPolicy, WholeBlocksPlusTheRemainderAndAPlantedBlockWins) {
-  Scene sc(test::test_seed(15), 4, 2, 16);
-  PolicyOptions o;
-  o.kind = PolicyKind::infllm;
-  o.budget.init = 8;
-  o.budget.local = 64;
-  o.budget.select = 300;  // 2 blocks + a remainder of at most 44
-  o.budget.chunk = 32;
-  auto infllm = make_scoring_policy(o, sc.config());
-  // Plant a direction: block 3's keys (tokens [8 + 384, 8 + 512)) align with a query direction u.
-  const std::vector<float> u = gaussian(sc.gen, sc.d);
-  int64_t checked = 0;
-  for (int64_t step = 0; step < 40; ++step) {
-    const int64_t T = 32, first = sc.cache.size();
-    for (int64_t l = 0; l < sc.layers; ++l) {
-      std::vector<float> k = gaussian(sc.gen, T * sc.hkv * sc.d, 0.3f), v = gaussian(sc.gen, T * sc.hkv * sc.d);
-      for (int64_t t = 0; t < T; ++t) {
-        if (first + t >= 8 + 384 && first + t < 8 + 512) {
-          for (int64_t i = 0; i < sc.hkv * sc.d; ++i) k[size_t(t * sc.hkv * sc.d + i)] += 2.0f * u[size_t(i % sc.d)];
-        }
-      }
-      sc.cache.append(l, k.data(), k.data(), v.data(), T);
-    }
-    Tensor q({T, sc.hq, sc.d});
-    for (int64_t i = 0; i < q.numel(); ++i) q.data()[i] = u[size_t(i % sc.d)] + 0.1f * gaussian(sc.gen, 1)[0];
-    for (int64_t l = 0; l < sc.layers; ++l) {
-      const LayerInputs in = sc.inputs(l, q);
-      const Selection sel = infllm->select(in);
-      const ContextSplit split = split_context(o.budget, in.chunk_begin());
-      ASSERT_EQ(sel.long_tokens.size(), 1u);
-      const std::vector<int64_t> mid = middle_of(sel.long_tokens[0], split.init_end);
-      const int64_t n = split.local_begin - split.init_end;
-      if (n <= o.budget.select) continue;
-      const int64_t rem_begin = split.init_end + (n / 128) * 128;
-      // Whole blocks, then every token of the remainder.
-      int64_t i = 0;
-      std::vector<int64_t> blocks;
-      for (; i < int64_t(mid.size()) && mid[size_t(i)] < rem_begin; i += 128) {
-        ASSERT_EQ((mid[size_t(i)] - split.init_end) % 128, 0);
-        blocks.push_back((mid[size_t(i)] - split.init_end) / 128);
-        for (int64_t j = 0; j < 128; ++j) ASSERT_EQ(mid[size_t(i + j)], mid[size_t(i)] + j);
-      }
-      ASSERT_EQ(int64_t(mid.size()) - i, split.local_begin - rem_begin);
-      EXPECT_EQ(int64_t(blocks.size()), (o.budget.select - (split.local_begin - rem_begin)) / 128);
-      if (n / 128 > 3 && !blocks.empty()) {
-        EXPECT_NE(std::find(blocks.begin(), blocks.end(), 3), blocks.end()) << "planted block 3 not chosen, step " << step;
-        ++checked;
-      }
-    }
-  }
-  EXPECT_GT(checked, 0);
-}
-
 // Every policy and head mode over a growing sequence (prefill chunks then decode steps): the
-// contract of Selection.
-TEST(ScoringPolicies, RespectTheBudgetAndTheWindow) {
+// contract of Selection, on the CPU and (one list for all heads) from the device halves.
+class ScoringPolicies : public test::OnDevice {};
+
+TEST_P(ScoringPolicies, RespectTheBudgetAndTheWindow) {
   struct Case {
     PolicyKind kind;
     HeadMode heads;
@@ -510,21 +229,30 @@ TEST(ScoringPolicies, RespectTheBudgetAndTheWindow) {
                         {PolicyKind::infllm, HeadMode::individual}, {PolicyKind::quest, HeadMode::uniform},
                         {PolicyKind::quest, HeadMode::individual}};
   for (const Case& cs : cases) {
+    if (GetParam() == Device::cuda && cs.heads == HeadMode::individual) continue;  // not on the GPU
     Scene sc(test::test_seed(16));
     PolicyOptions o = small_options(cs.kind, cs.heads);
     o.budget.init = 5;
     o.budget.local = 40;
     o.budget.select = 150;  // > one InfLLM block
     o.budget.chunk = 16;
-    auto policy = make_scoring_policy(o, sc.config());
+    auto policy = make_policy(o, sc.config());
+    std::unique_ptr<test::SelectionRunner> device;
+    if (GetParam() == Device::cuda) device = std::make_unique<test::SelectionRunner>(Device::cuda, *policy, sc.layers, sc.hq, sc.hkv, sc.d);
     bool saw_all = false, saw_some = false;
     for (int64_t step = 0; step < 50; ++step) {
       const int64_t T = step < 30 ? 16 : 1;
-      sc.append(T);
+      sc.append(T, GetParam() == Device::cuda);
       const Tensor q = sc.queries(T);
       for (int64_t l = 0; l < sc.layers; ++l) {
         const LayerInputs in = sc.inputs(l, q);
-        const Selection sel = policy->select(in);
+        Selection sel;
+        if (device) {
+          const test::ChosenRows rows = device->select(in);
+          sel = Selection{rows.local_begin, {rows.rows}};
+        } else {
+          sel = policy->select(in);
+        }
         const ContextSplit split = split_context(o.budget, in.chunk_begin());
         const std::string what = std::string(policy_name(cs.kind)) + " " + head_mode_name(cs.heads) + " step " +
                                  std::to_string(step) + " layer " + std::to_string(l);
@@ -553,6 +281,7 @@ TEST(ScoringPolicies, RespectTheBudgetAndTheWindow) {
     EXPECT_TRUE(saw_all && saw_some) << policy_name(cs.kind) << ": the sequence did not cover both regimes";
   }
 }
+ESA_ON_DEVICES(ScoringPolicies);
 
 TEST(ScoringPolicies, FactoryRejectsWhatItCannotDo) {
   Scene sc(test::test_seed(17));
@@ -564,14 +293,19 @@ TEST(ScoringPolicies, FactoryRejectsWhatItCannotDo) {
   EXPECT_THROW(mixing->select(sc.inputs(0, q1)), Error);
   o.heads = HeadMode::uniform;
   o.projection = "proj.h5";
-  EXPECT_THROW(make_scoring_policy(o, sc.config()), Error);
+  EXPECT_THROW(make_policy(o, sc.config()), Error);
   o.projection.clear();
+  o.budget.select = -1;  // options are validated by every factory
+  for (PolicyKind kind : {PolicyKind::full, PolicyKind::streaming, PolicyKind::oracle, PolicyKind::esa,
+                          PolicyKind::infllm, PolicyKind::quest}) {
+    o.kind = kind;
+    EXPECT_THROW(make_policy(o, sc.config()), Error) << policy_name(kind);
+  }
+  o.budget.select = small_options(PolicyKind::esa).budget.select;
   o.kind = PolicyKind::full;
-  EXPECT_THROW(make_scoring_policy(o, sc.config()), Error);
-  o.kind = PolicyKind::streaming;
-  EXPECT_THROW(make_scoring_policy(o, sc.config()), Error);
+  EXPECT_NO_THROW(make_policy(o, sc.config()));  // the registry knows every kind
   o.kind = PolicyKind::esa;
-  EXPECT_NO_THROW(make_scoring_policy(o, sc.config()));
+  EXPECT_NO_THROW(make_policy(o, sc.config()));
   // A projection of the wrong width fails at the first select, naming esa.
   auto esa = make_esa_policy(o, Projection::random(2, 7, 3, 1));
   sc.append(100);

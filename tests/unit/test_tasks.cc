@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 
 #include "io/hdf5.h"
-#include "model/llama.h"
+#include "engine/llama.h"
 #include "tasks/eval.h"
 #include "tasks/scoring.h"
 #include "tasks/suite.h"

@@ -1,5 +1,5 @@
-// See chunk_attention.cuh.
-#include "chunk_attention.cuh"
+// See rope_rows.cuh.
+#include "bench/rope_rows.cuh"
 
 #include "grid_stride.cuh"
 
@@ -31,17 +31,6 @@ __global__ void rope_rows_kernel(const __nv_bfloat16* keys, int64_t begin, int64
   }
 }
 
-__global__ void gather_rows_kernel(const __nv_bfloat16* k, const __nv_bfloat16* v, const int* rows, int n, int width,
-                                   __nv_bfloat16* k_out, __nv_bfloat16* v_out) {
-  const int64_t total = int64_t(n) * width;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / width, c = i % width;
-    const int64_t src = int64_t(rows[r]) * width + c;
-    k_out[i] = k[src];
-    v_out[i] = v[src];
-  }
-}
-
 }  // namespace
 
 cudaError_t launch_rope_rows(const __nv_bfloat16* keys, int64_t begin, int64_t end, int heads, int d,
@@ -50,14 +39,6 @@ cudaError_t launch_rope_rows(const __nv_bfloat16* keys, int64_t begin, int64_t e
   if (end == begin) return cudaSuccess;
   rope_rows_kernel<<<element_blocks((end - begin) * heads * rope.half), kElementThreads, 0, stream>>>(keys, begin, end - begin,
                                                                                           heads, d, rope, out);
-  return cudaGetLastError();
-}
-
-cudaError_t launch_gather_rows(const __nv_bfloat16* k, const __nv_bfloat16* v, const int* rows, int n, int width,
-                               __nv_bfloat16* k_out, __nv_bfloat16* v_out, cudaStream_t stream) {
-  if (n < 0 || width <= 0) return cudaErrorInvalidValue;
-  if (n == 0) return cudaSuccess;
-  gather_rows_kernel<<<element_blocks(int64_t(n) * width), kElementThreads, 0, stream>>>(k, v, rows, n, width, k_out, v_out);
   return cudaGetLastError();
 }
 

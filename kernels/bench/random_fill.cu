@@ -1,5 +1,5 @@
 // See random_fill.cuh. splitmix64 of (seed, index): any element is reproducible on its own.
-#include "random_fill.cuh"
+#include "bench/random_fill.cuh"
 
 namespace esa::cuda {
 namespace {

@@ -55,7 +55,7 @@ class LlamaModel {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   /// Runs the forward pass on `device` from now on: for cuda, uploads the weights as bf16 to the
-  /// current GPU (model/llama_cuda.h); placement.kv_offload puts the caches made from now on in
+  /// current GPU (engine/llama_cuda.h); placement.kv_offload puts the caches made from now on in
   /// host memory. Caches made before do not carry over.
   void use_device(Placement placement);
   Device device() const { return placement_.device; }

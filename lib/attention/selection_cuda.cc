@@ -1,12 +1,15 @@
-#include "model/esa_cuda.h"
+// See selection_cuda.h.
+#include "attention/selection_cuda.h"
 
 #include <algorithm>
 
+#include "unit_rows.cuh"
 #include "core/cuda_check.h"
 #include "esa_select.cuh"
 #include "model_ops.cuh"
+#include "top_k.cuh"
 
-namespace esa {
+namespace esa::attention {
 namespace {
 
 constexpr int64_t kScoreBytes = int64_t(1) << 30;  // the GEMM path's score matrix, at most
@@ -38,16 +41,16 @@ void gemm_bf16(cublasHandle_t cublas, const __nv_bfloat16* w, int64_t out, int64
                                 CUBLAS_GEMM_DEFAULT));
 }
 
-size_t esa_score_floats(int64_t T, int64_t dim, int64_t middle) {
+size_t importance_score_floats(int64_t T, int64_t dim, int64_t middle) {
   if (by_gemm(T, dim)) return size_t(std::max<int64_t>((gemm_block(T, middle) + 1) * middle, 1));
   return size_t(std::max<int64_t>(cuda::kMaxScoreQueries * middle, 1));
 }
 
-size_t esa_row_max_count(int64_t T) { return size_t(std::max<int64_t>(T, cuda::kMaxScoreQueries)); }
+size_t importance_row_max_count(int64_t T) { return size_t(std::max<int64_t>(T, cuda::kMaxScoreQueries)); }
 
-void esa_importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qc, const __nv_bfloat16* kc,
-                         int64_t dim, int64_t T, int64_t m0, int64_t m1, int eps, const EsaImportanceScratch& scratch,
-                         float* importance) {
+void importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qc, const __nv_bfloat16* kc,
+                     int64_t dim, int64_t T, int64_t m0, int64_t m1, int eps, const ImportanceScratch& scratch,
+                     float* importance) {
   const int64_t middle = m1 - m0;
   if (middle <= 0) return;
   if (by_gemm(T, dim)) {
@@ -94,4 +97,61 @@ void chunk_max_dot_cuda(cublasHandle_t cublas, cudaStream_t stream, const float*
   }
 }
 
-}  // namespace esa
+void DeviceTopK::run(const float* values, int64_t n, int64_t k, int offset, int* indices, cudaStream_t stream) {
+  const size_t ws = cuda::top_k_workspace_bytes(n);
+  if (ws > workspace_.size()) {  // a fresh workspace starts zeroed; each call leaves it so
+    workspace_.resize(ws, "the top-k workspace");
+    ESA_CUDA_CHECK(cudaMemsetAsync(workspace_.get(), 0, workspace_.size(), stream));
+  }
+  const cuda::TopKParams tp{values, n, int(k), offset, indices, workspace_.get()};
+  ESA_CUDA_CHECK(cuda::launch_top_k(tp, stream));
+}
+
+int* RowList::prepare(int64_t capacity, int64_t n_init, cudaStream_t stream) {
+  rows_.resize(size_t(std::max<int64_t>(capacity, 1)), "the selected rows");
+  if (n_init > 0) ESA_CUDA_CHECK(cuda::launch_iota(rows_.get(), int(n_init), stream));
+  return rows_.get();
+}
+
+ChunkRows begin_chunk(RowList& rows, const PolicyOptions& options, int64_t start, cudaStream_t stream) {
+  const ContextSplit split = split_context(options.budget, start);
+  ChunkRows c;
+  c.m0 = split.init_end;
+  c.m1 = split.local_begin;
+  c.all = c.m1 - c.m0 <= options.budget.select;
+  c.rows = rows.prepare(options.budget.init + options.budget.select, c.all ? c.m1 : c.m0, stream);
+  return c;
+}
+
+void TokenTopK::select(const DeviceContext& c, const float* qc, const __nv_bfloat16* kc, int64_t dim, int64_t T,
+                       int64_t m0, int64_t m1, int eps, int64_t k, int* rows) {
+  const int64_t middle = m1 - m0;
+  scores_.resize(importance_score_floats(T, dim, middle), "selection scores");
+  importance_.resize(size_t(middle), "selection scores");
+  row_max_.resize(importance_row_max_count(T), "selection scores");
+  q16_.resize(size_t(T * dim), "selection scratch");
+  const ImportanceScratch scratch{scores_.get(), q16_.get(), row_max_.get()};
+  importance_cuda(c.cublas, c.stream, qc, kc, dim, T, m0, m1, eps, scratch, importance_.get());
+  top_k_.run(importance_.get(), middle, k, int(m0), rows, c.stream);
+}
+
+void UnitTopK::select(const DeviceContext& c, const float* q, const float* meta, int64_t width, int64_t T,
+                      int64_t n_units, int64_t pick, int64_t unit, int64_t m0, int64_t m1, int* rows, int* rows_valid) {
+  scores_.resize(chunk_max_dot_floats(T, n_units), "selection scores");
+  importance_.resize(size_t(n_units), "selection scores");
+  chunk_max_dot_cuda(c.cublas, c.stream, q, meta, width, T, n_units, scores_.get(), importance_.get());
+  units_.resize(size_t(pick), "selection scratch");
+  top_k_.run(importance_.get(), n_units, pick, 0, units_.get(), c.stream);
+  cuda::ExpandUnitsParams xp;
+  xp.units = units_.get();
+  xp.k = int(pick);
+  xp.unit = int(unit);
+  xp.begin = m0;
+  xp.end = m1;
+  xp.base = int(m0);
+  xp.rows = rows;
+  xp.rows_valid = rows_valid;
+  ESA_CUDA_CHECK(cuda::launch_expand_units(xp, c.stream));
+}
+
+}  // namespace esa::attention

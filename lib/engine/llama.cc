@@ -1,4 +1,4 @@
-#include "model/llama.h"
+#include "engine/llama.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include "io/gguf.h"
 #include "model/model_files.h"
 #ifdef ESA_WITH_CUDA
-#include "model/llama_cuda.h"
+#include "engine/llama_cuda.h"
 #endif
 #include "ops/attention.h"
 #include "ops/linear.h"

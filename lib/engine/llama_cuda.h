@@ -4,10 +4,11 @@
 // prefill chunks by kernels/flash_attention.cuh, of decode steps by kernels/gathered_attention.cuh
 // (both of a policy's branches in one pass; `full` is the local branch over the whole cache).
 // With Placement::kv_offload the KV cache is mapped host memory and the kernels read only the
-// rows they attend to over the bus. esa (uniform heads, d' <= 256) selects on the device with
-// kernels/esa_select.cuh from compressed keys kept there; every other selective policy selects on
-// the host from the keys the cache mirrors there (KvContents::keys_only), as on the CPU. Reference: LlamaModel on the CPU
-// (tests/unit/test_cuda.cc, scripts/gpu_check.sh end to end).
+// rows they attend to over the bus. The policy's GPU half (Policy::make_device_selector,
+// attention/device_selector.h) chooses the long branch's rows on the device; a policy without one
+// (a wrapper such as --diag's) selects on the host from a host copy of the keys, kept only then
+// (KvCache::mirrored_rows). Reference: LlamaModel on the CPU (tests/unit/test_forward_cuda.cc,
+// scripts/gpu_check.sh end to end).
 #pragma once
 
 #include <memory>

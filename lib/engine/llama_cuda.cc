@@ -1,0 +1,518 @@
+#include "engine/llama_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "attention/device_selector.h"
+#include "attention/policy.h"
+#include "attention/selection_cuda.h"
+#include "core/cuda_check.h"
+#include "core/device_buffer.h"
+#include "core/error.h"
+#include "engine/llama.h"
+#include "flash_attention.cuh"
+#include "gather_rows.cuh"
+#include "gathered_attention.cuh"
+#include "model_ops.cuh"
+
+namespace esa {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// Chunks of at least this many queries attend by the flash kernel (K/V tiles read once per
+// query block); fewer (decode) by the split-K kernel.
+constexpr int64_t kChunkFlashQueries = 8;
+
+using cuda::Buffer;
+using cuda::Memory;
+
+// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand, and the
+// same keys rotated to their own positions (the local branch reads those: no RoPE per row and
+// step; +50% of the cache, as the CPU's KvCache keeps); in device memory, or (kv_offload) in
+// mapped host memory that the kernels read over the bus.
+class CudaKvStorage final : public DeviceKvStorage {
+ public:
+  CudaKvStorage(int64_t layers, int64_t width, bool kv_offload)
+      : width_(width),
+        memory_(kv_offload ? Memory::mapped_host : Memory::device),
+        k_(size_t(layers)),
+        v_(size_t(layers)),
+        k_rotated_(size_t(layers)) {}
+  bool on_host() const { return memory_ == Memory::mapped_host; }
+  size_t bytes_allocated() const override { return 3 * size_t(layers()) * size_t(capacity_ * width_) * sizeof(bf16); }
+  int64_t layers() const { return int64_t(k_.size()); }
+  int64_t capacity() const { return capacity_; }
+  bf16* k(int64_t layer) const { return k_[size_t(layer)].get(); }
+  bf16* v(int64_t layer) const { return v_[size_t(layer)].get(); }
+  bf16* k_rotated(int64_t layer) const { return k_rotated_[size_t(layer)].get(); }
+  /// Room for `tokens` rows, keeping the first `keep` rows of every layer.
+  void ensure(int64_t tokens, int64_t keep, cudaStream_t stream) {
+    if (tokens <= capacity_) return;
+    const int64_t cap = std::max(tokens, capacity_ * 3 / 2);
+    const std::string what = fmt::format("the KV cache ({} tokens)", cap);
+    for (int64_t l = 0; l < layers(); ++l) {
+      for (auto* table : {&k_, &v_, &k_rotated_}) {
+        Buffer<bf16>& b = (*table)[size_t(l)];
+        if (b.empty()) b = Buffer<bf16>(0, what.c_str(), memory_);  // the placement, before growing
+        b.grow(size_t(cap * width_), size_t(keep * width_), what.c_str(), stream);
+      }
+    }
+    capacity_ = cap;
+  }
+
+ private:
+  int64_t width_;
+  Memory memory_;
+  int64_t capacity_ = 0;
+  std::vector<Buffer<bf16>> k_, v_, k_rotated_;
+
+ public:
+  /// The GPU half of the policy this sequence runs with (null: it selects on the host), made on
+  /// first use for the policy object `selector_policy` names (Policy::instance).
+  std::unique_ptr<attention::DeviceSelector> selector;
+  uint64_t selector_policy = 0;
+};
+
+struct DeviceLayer {
+  Buffer<float> attn_norm, ffn_norm, bq, bk, bv;
+  Buffer<bf16> wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+}  // namespace
+
+struct CudaForward::Impl {
+  ModelConfig config;
+  ops::RopeTable rope_table;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  std::vector<DeviceLayer> layers;
+  Buffer<bf16> token_embd, lm_head;  // lm_head empty when tied
+  Buffer<float> output_norm;
+  Buffer<float> rope_inv_freq, rope_low, rope_high;
+  cuda::RopeTables rope;
+  size_t weight_bytes = 0;
+
+  mutable std::mutex mutex;
+  // Scratch, grown to the largest chunk seen.
+  mutable int64_t scratch_tokens = 0;
+  mutable Buffer<int> ids, rows;
+  mutable Buffer<float> x, q, k, v, q_local, q_long, attn, proj, gate, up, partial, logits, k_rope;
+  mutable Buffer<bf16> act;
+  // Prefill-chunk attention (attend_chunk).
+  mutable Buffer<bf16> q_local16, q_long16, k_range16, v_range16, k_rows16, v_rows16;
+  mutable Buffer<float> flash_partial;
+
+  mutable float* pinned = nullptr;  // page-locked host memory: device-to-host copies stay asynchronous
+  mutable size_t pinned_n = 0;
+
+  float* pinned_keys(size_t n) const {
+    if (n > pinned_n) {
+      cudaFreeHost(pinned);
+      pinned = nullptr;
+      pinned_n = 0;
+      ESA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), n * sizeof(float)));
+      pinned_n = n;
+    }
+    return pinned;
+  }
+
+  ~Impl() {
+    cudaFreeHost(pinned);
+    if (cublas != nullptr) cublasDestroy(cublas);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+
+  const bf16* output_weight() const { return lm_head.get() != nullptr ? lm_head.get() : token_embd.get(); }
+
+  template <typename T>
+  void upload_f32(Buffer<T>& dst, const Tensor& src, const std::string& name, Buffer<float>& staging) {
+    if (src.empty()) return;
+    const size_t n = size_t(src.numel());
+    dst.resize(n, name.c_str());
+    weight_bytes += dst.bytes();
+    if constexpr (std::is_same_v<T, float>) {
+      ESA_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream));
+    } else {
+      // Through a float staging buffer, converted on the device (round to nearest even). Every
+      // copy goes on `stream`: it does not synchronise with the legacy default stream, and a
+      // pageable cudaMemcpy may return before its data has landed.
+      for (size_t at = 0; at < n; at += staging.size()) {
+        const size_t len = std::min(staging.size(), n - at);
+        ESA_CUDA_CHECK(cudaMemcpyAsync(staging.get(), src.data() + at, len * sizeof(float), cudaMemcpyHostToDevice, stream));
+        ESA_CUDA_CHECK(cuda::launch_to_bf16(staging.get(), dst.get() + at, int64_t(len), stream));
+        ESA_CUDA_CHECK(cudaStreamSynchronize(stream));  // before the next chunk overwrites the staging
+      }
+      ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    }
+  }
+
+  void ensure_scratch(int64_t T, int64_t rows_needed) const {
+    const ModelConfig& c = config;
+    if (T > scratch_tokens) {
+      const size_t t = size_t(T);
+      const size_t qw = size_t(c.n_heads * c.head_dim), kw = size_t(c.n_kv_heads * c.head_dim);
+      ids.resize(t, "token ids");
+      x.resize(t * size_t(c.hidden), "activations");
+      q.resize(t * qw, "activations");
+      q_local.resize(t * qw, "activations");
+      q_long.resize(t * qw, "activations");
+      attn.resize(t * qw, "activations");
+      k.resize(t * kw, "activations");
+      v.resize(t * kw, "activations");
+      k_rope.resize(t * kw, "activations");
+      proj.resize(t * size_t(c.hidden), "activations");
+      gate.resize(t * size_t(c.ffn), "activations");
+      up.resize(t * size_t(c.ffn), "activations");
+      act.resize(t * size_t(std::max({c.hidden, c.ffn, c.n_heads * c.head_dim})), "activations");
+      scratch_tokens = T;
+    }
+    rows.resize(size_t(std::max<int64_t>(rows_needed, 1)), "the selected rows");
+  }
+
+  // Y [T, out] = X [T, in] . W^T (attention/selection_cuda.h).
+  void gemm(const bf16* w, int64_t out, int64_t in, const bf16* x_in, int64_t T, float* y) const {
+    attention::gemm_bf16(cublas, w, out, in, x_in, T, y);
+  }
+
+  // Attention of a chunk of T queries (at positions S - T ...) over the listed rows (device
+  // `rows`, n_rows of them; queries q_long) and the range [range_begin, S) (causal; queries
+  // q_local), both [T, heads, d] float, by the flash kernel (kernels/flash_attention.cuh) after
+  // the listed rows are gathered; the range reads the cache's rotated keys. `range_on_host`: the
+  // cache is in mapped host memory (--kv-offload), so the range's keys and values are copied to
+  // the device once rather than read over the bus by every query block.
+  void attend_chunk(const bf16* k_cache, const bf16* k_rotated, const bf16* v_cache, bool range_on_host, int64_t T,
+                    int64_t S, int64_t range_begin, const int* rows, int64_t n_rows, const int* rows_valid,
+                    float scale, float* out) const {
+    const ModelConfig& c = config;
+    const int64_t hq = c.n_heads, hkv = c.n_kv_heads, d = c.head_dim, kw = hkv * d, R = S - range_begin;
+    cudaStream_t s = stream;
+    q_local16.resize(size_t(T * hq * d), "attention scratch");
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(q_local.get(), q_local16.get(), T * hq * d, s));
+    if (n_rows > 0) {
+      q_long16.resize(size_t(T * hq * d), "attention scratch");
+      ESA_CUDA_CHECK(cuda::launch_to_bf16(q_long.get(), q_long16.get(), T * hq * d, s));
+      k_rows16.resize(size_t(n_rows * kw), "attention scratch");
+      v_rows16.resize(size_t(n_rows * kw), "attention scratch");
+      ESA_CUDA_CHECK(cuda::launch_gather_rows(k_cache, v_cache, rows, int(n_rows), int(kw), k_rows16.get(),
+                                              v_rows16.get(), s));
+    }
+    const bf16* k_range = k_rotated + range_begin * kw;
+    const bf16* v_range = v_cache + range_begin * kw;
+    if (range_on_host && R > 0) {
+      k_range16.resize(size_t(R * kw), "attention scratch (keys)");
+      v_range16.resize(size_t(R * kw), "attention scratch (values)");
+      ESA_CUDA_CHECK(cudaMemcpyAsync(k_range16.get(), k_range, size_t(R * kw) * sizeof(bf16), cudaMemcpyDefault, s));
+      ESA_CUDA_CHECK(cudaMemcpyAsync(v_range16.get(), v_range, size_t(R * kw) * sizeof(bf16), cudaMemcpyDefault, s));
+      k_range = k_range16.get();
+      v_range = v_range16.get();
+    }
+    cuda::FlashChunkParams fp;
+    fp.q_long = q_long16.get();
+    fp.q_local = q_local16.get();
+    fp.k_rows = k_rows16.get();
+    fp.v_rows = v_rows16.get();
+    fp.n_rows = n_rows;
+    fp.rows_valid = rows_valid;
+    fp.k_range = k_range;
+    fp.v_range = v_range;
+    fp.range_begin = range_begin;
+    fp.range_len = R;
+    fp.first_query = S - T;
+    fp.T = int(T);
+    fp.hq = int(hq);
+    fp.hkv = int(hkv);
+    fp.d = int(d);
+    fp.scale = scale;
+    fp.out = out;
+    flash_partial.resize(std::max<size_t>(cuda::flash_chunk_partial_floats(fp), 1), "attention scratch (splits)");
+    fp.partial = flash_partial.get();
+    ESA_CUDA_CHECK(cuda::launch_flash_chunk_attention(fp, s));
+  }
+
+  // The GPU half of `policy` for the sequence of `storage`, made on first use (null: the policy
+  // selects on the host, Policy::make_device_selector).
+  attention::DeviceSelector* selector_for(const attention::Policy& policy, CudaKvStorage& storage) const {
+    if (storage.selector_policy != policy.instance()) {
+      const attention::DeviceContext context{stream, cublas, config.n_layers, config.n_heads, config.n_kv_heads,
+                                             config.head_dim};
+      storage.selector = policy.make_device_selector(context);
+      storage.selector_policy = policy.instance();
+    }
+    return storage.selector.get();
+  }
+
+  // The host's copy of layer l's keys (before RoPE) brought up to `rows` rows: a policy that
+  // selects on the host reads them (KvCache::mirrored_rows); rows the device holds but the host
+  // does not (the sequence ran with a device selector before) come from the bf16 cache.
+  void catch_up_key_mirror(KvCache& cache, const CudaKvStorage& storage, int64_t l, int64_t rows) const {
+    const int64_t have = cache.mirrored_rows(l), kw = config.n_kv_heads * config.head_dim;
+    if (have >= rows) return;
+    const Tensor missing = download_bf16(storage.k(l) + have * kw, {rows - have, kw});
+    cache.mirror_keys(l, missing.data(), rows - have);
+  }
+
+  Tensor download(const float* src, std::vector<int64_t> shape) const {
+    Tensor t(std::move(shape));
+    ESA_CUDA_CHECK(cudaMemcpyAsync(t.data(), src, t.bytes(), cudaMemcpyDeviceToHost, stream));
+    ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return t;
+  }
+
+  Tensor download_bf16(const bf16* src, std::vector<int64_t> shape) const {
+    Tensor t(std::move(shape));
+    std::vector<uint16_t> raw(size_t(t.numel()));
+    ESA_CUDA_CHECK(cudaMemcpyAsync(raw.data(), src, raw.size() * sizeof(uint16_t), cudaMemcpyDeviceToHost, stream));
+    ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (size_t i = 0; i < raw.size(); ++i) {
+      const uint32_t bits = uint32_t(raw[i]) << 16;
+      std::memcpy(t.data() + i, &bits, sizeof(float));
+    }
+    return t;
+  }
+};
+
+CudaForward::CudaForward(const ModelConfig& config, const ModelWeights& weights, const ops::RopeTable& rope)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.config = config;
+  m.rope_table = rope;
+  const ModelConfig& c = config;
+  ESA_CHECK(c.head_dim == 64 || c.head_dim == 128, "--device cuda: head dimension {} (the GPU attention takes 64 or 128)",
+            c.head_dim);
+  ESA_CHECK(c.n_heads % c.n_kv_heads == 0 && c.n_heads / c.n_kv_heads <= 8,
+            "--device cuda: {} query heads per KV head (the GPU attention takes at most 8)", c.n_heads / c.n_kv_heads);
+  const int64_t lanes = rope.dim / 16;  // the decode kernel's lanes between a rotate-half pair
+  ESA_CHECK(rope.dim % 16 == 0 && rope.dim <= c.head_dim && (lanes & (lanes - 1)) == 0,
+            "--device cuda: {} rotary dimensions (the GPU attention takes 16, 32, 64 or 128)", rope.dim);
+  ESA_CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
+  ESA_CUBLAS_CHECK(cublasCreate(&m.cublas));
+  ESA_CUBLAS_CHECK(cublasSetStream(m.cublas, m.stream));
+
+  Buffer<float> staging(size_t(16) << 20, "the weight upload buffer");  // 64 MiB
+  m.upload_f32(m.token_embd, weights.token_embd, "token_embd", staging);
+  m.upload_f32(m.output_norm, weights.output_norm, "output_norm", staging);
+  if (!weights.lm_head.empty()) m.upload_f32(m.lm_head, weights.lm_head, "lm_head", staging);
+  m.layers.resize(weights.layers.size());
+  for (size_t l = 0; l < weights.layers.size(); ++l) {
+    const LayerWeights& w = weights.layers[l];
+    DeviceLayer& d = m.layers[l];
+    const std::string at = fmt::format("layer {} weights", l);
+    m.upload_f32(d.attn_norm, w.attn_norm, at, staging);
+    m.upload_f32(d.ffn_norm, w.ffn_norm, at, staging);
+    m.upload_f32(d.bq, w.bq, at, staging);
+    m.upload_f32(d.bk, w.bk, at, staging);
+    m.upload_f32(d.bv, w.bv, at, staging);
+    m.upload_f32(d.wq, w.wq, at, staging);
+    m.upload_f32(d.wk, w.wk, at, staging);
+    m.upload_f32(d.wv, w.wv, at, staging);
+    m.upload_f32(d.wo, w.wo, at, staging);
+    m.upload_f32(d.w_gate, w.w_gate, at, staging);
+    m.upload_f32(d.w_up, w.w_up, at, staging);
+    m.upload_f32(d.w_down, w.w_down, at, staging);
+  }
+
+  // RoPE at any position below 2^24 from two small tables (kernels/rope_tables.cuh).
+  const ops::RopeSplitTables split = ops::make_rope_split_tables(rope, (int64_t(1) << 24) - 1);
+  auto put = [&](Buffer<float>& dst, const std::vector<float>& src) {
+    dst.resize(src.size(), "the RoPE tables");
+    ESA_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice, m.stream));
+  };
+  put(m.rope_inv_freq, split.inv_freq);
+  put(m.rope_low, split.low);
+  put(m.rope_high, split.high);
+  m.rope = {m.rope_inv_freq.get(), reinterpret_cast<const float2*>(m.rope_low.get()),
+            reinterpret_cast<const float2*>(m.rope_high.get()), int(split.half), split.adjacent_pairs};
+  ESA_CUDA_CHECK(cudaStreamSynchronize(m.stream));  // the tables' host vectors go out of scope
+}
+
+CudaForward::~CudaForward() = default;
+
+size_t CudaForward::weight_bytes() const { return impl_->weight_bytes; }
+
+std::shared_ptr<DeviceKvStorage> CudaForward::make_storage(bool kv_offload) const {
+  return std::make_shared<CudaKvStorage>(impl_->config.n_layers, impl_->config.n_kv_heads * impl_->config.head_dim,
+                                         kv_offload);
+}
+
+void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
+                                const ops::RopeAngles* angles, int64_t logit_rows, Tensor& logits) const {
+  const Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mutex);  // one chunk at a time: the scratch is shared
+  const ModelConfig& c = m.config;
+  auto* storage = dynamic_cast<CudaKvStorage*>(cache.device_storage());
+  ESA_CHECK(storage != nullptr && cache.contents() == KvContents::keys_only,
+            "forward: a model on the GPU needs a cache made by its make_cache()");
+  const int64_t T = int64_t(ids.size());
+  const int64_t H = c.hidden, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, kw = nkv * hd, qw = nh * hd;
+  const int64_t start = cache.size(), S = start + T;
+  const ForwardHook& hook = options.hook;
+  attention::Policy* policy = options.policy;
+  // The policy's GPU half chooses the rows on the device; without one (a wrapper that must be
+  // called, options the device half does not take) the policy selects on the host.
+  attention::DeviceSelector* selector = policy != nullptr ? m.selector_for(*policy, *storage) : nullptr;
+  const bool host_select = policy != nullptr && selector == nullptr;
+  const int64_t max_rows = policy != nullptr ? policy->options().budget.init + policy->options().budget.select : 0;
+  m.ensure_scratch(T, host_select ? max_rows : 0);
+  storage->ensure(std::max(S, cache.reserved_tokens()), start, m.stream);
+  cudaStream_t s = m.stream;
+
+  auto emit = [&](const char* name, int64_t layer, const float* src, std::vector<int64_t> shape) {
+    if (!hook) return;
+    const Tensor t = m.download(src, std::move(shape));
+    hook(name, layer, t.view());
+  };
+  auto emit_bf16 = [&](const char* name, int64_t layer, const bf16* src, std::vector<int64_t> shape) {
+    if (!hook) return;
+    const Tensor t = m.download_bf16(src, std::move(shape));
+    hook(name, layer, t.view());
+  };
+
+  ESA_CUDA_CHECK(cudaMemcpyAsync(m.ids.get(), ids.data(), size_t(T) * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  ESA_CUDA_CHECK(cuda::launch_embed_rows(m.token_embd.get(), m.ids.get(), int(T), int(H), m.x.get(), s));
+  emit("embed", -1, m.x.get(), {T, H});
+
+  // Keys before RoPE come back to the host cache only for a policy that selects there.
+  float* host_keys = host_select ? m.pinned_keys(size_t(T * kw)) : nullptr;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const float eps = float(c.rms_eps);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const DeviceLayer& L = m.layers[size_t(l)];
+    ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get(), L.attn_norm.get(), int(T), int(H), eps, m.act.get(), s));
+    emit_bf16("attn_norm", l, m.act.get(), {T, H});
+    m.gemm(L.wq.get(), qw, H, m.act.get(), T, m.q.get());
+    m.gemm(L.wk.get(), kw, H, m.act.get(), T, m.k.get());
+    m.gemm(L.wv.get(), kw, H, m.act.get(), T, m.v.get());
+    if (L.bq.get() != nullptr) {
+      ESA_CUDA_CHECK(cuda::launch_add_bias(m.q.get(), L.bq.get(), int(T), int(qw), s));
+      ESA_CUDA_CHECK(cuda::launch_add_bias(m.k.get(), L.bk.get(), int(T), int(kw), s));
+      ESA_CUDA_CHECK(cuda::launch_add_bias(m.v.get(), L.bv.get(), int(T), int(kw), s));
+    }
+    emit("q", l, m.q.get(), {T, nh, hd});
+    emit("k", l, m.k.get(), {T, nkv, hd});
+    emit("v", l, m.v.get(), {T, nkv, hd});
+    ESA_CUDA_CHECK(cuda::launch_store_kv(m.k.get(), m.v.get(), int(T), int(kw), storage->k(l), storage->v(l), start, s));
+    ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_local.get(), int(T), int(nh), int(hd), m.rope, start, 1, s));
+    ESA_CUDA_CHECK(cuda::launch_rope(m.k.get(), m.k_rope.get(), int(T), int(nkv), int(hd), m.rope, start, 1, s));
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(m.k_rope.get(), storage->k_rotated(l) + start * kw, T * kw, s));
+    emit("q_rope", l, m.q_local.get(), {T, nh, hd});
+    emit("k_rope", l, m.k_rope.get(), {T, nkv, hd});
+
+    cuda::GatheredAttentionParams p;
+    p.q_local = m.q_local.get();
+    p.k = storage->k(l);
+    p.v = storage->v(l);
+    p.k_rotated = storage->k_rotated(l);
+    p.range_end = S;
+    p.queries = int(T);
+    p.causal = true;
+    p.rope = m.rope;
+    p.hq = int(nh);
+    p.hkv = int(nkv);
+    p.d = int(hd);
+    p.scale = scale;
+    p.out = m.attn.get();
+    if (policy != nullptr) {
+      ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_long.get(), int(T), int(nh), int(hd), m.rope,
+                                       policy->options().query_position(), 0, s));
+      p.q_long = m.q_long.get();
+    }
+    if (selector != nullptr) {
+      const attention::DeviceRows chosen = selector->select({l, T, start, m.q.get(), m.q_long.get(), storage->k(l)});
+      p.rows = chosen.rows;
+      p.n_rows = int(chosen.n_rows);
+      p.rows_valid = chosen.rows_valid;
+      p.range_begin = chosen.local_begin;
+    } else if (policy != nullptr) {
+      // The policy sees what it sees on the CPU: the chunk's queries before RoPE and a cache
+      // holding the chunk's keys (float, as the CPU's; earlier rows the host lacks from the device).
+      m.catch_up_key_mirror(cache, *storage, l, start);
+      ESA_CUDA_CHECK(cudaMemcpyAsync(host_keys, m.k.get(), size_t(T * kw) * sizeof(float), cudaMemcpyDeviceToHost, s));
+      const Tensor q_host = m.download(m.q.get(), {T, nh, hd});  // synchronises: host_keys is in
+      cache.append(l, host_keys, nullptr, nullptr, T);
+      const attention::LayerInputs in{l, q_host.view(), &cache, &m.rope_table, angles};
+      const attention::Selection sel = policy->select(in);
+      ESA_CHECK(sel.long_tokens.size() == 1,
+                "--device cuda: one long-branch list per KV head (--heads individual) is not on the GPU yet");
+      const std::vector<int64_t>& list = sel.long_tokens[0];
+      ESA_CHECK(sel.local_begin >= 0 && sel.local_begin <= start && int64_t(list.size()) <= max_rows,
+                "attention policy: {} long-branch tokens (budget {}), local branch from {} (chunk at {})", list.size(),
+                max_rows, sel.local_begin, start);
+      std::vector<int> rows(list.size());
+      for (size_t i = 0; i < list.size(); ++i) {
+        ESA_CHECK(list[i] >= 0 && list[i] < sel.local_begin,
+                  "attention policy: long-branch token {} is not before the local branch ({})", list[i], sel.local_begin);
+        rows[i] = int(list[i]);
+      }
+      if (!rows.empty()) {
+        ESA_CUDA_CHECK(cudaMemcpyAsync(m.rows.get(), rows.data(), rows.size() * sizeof(int), cudaMemcpyHostToDevice, s));
+      }
+      p.rows = m.rows.get();
+      p.n_rows = int(rows.size());
+      p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
+    }
+    if (T >= kChunkFlashQueries) {
+      m.attend_chunk(p.k, p.k_rotated, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, p.rows_valid,
+                     scale, m.attn.get());
+    } else {
+      const int64_t total = p.n_rows + (p.range_end - p.range_begin);
+      m.partial.resize(cuda::gathered_attention_partial_floats(total, p.hq, p.hkv, p.d, p.queries), "attention scratch");
+      p.partial = m.partial.get();
+      ESA_CUDA_CHECK(cuda::launch_gathered_attention(p, s));
+    }
+    if (hook && policy != nullptr) {
+      int n_valid = p.n_rows;
+      if (p.rows_valid != nullptr) {
+        ESA_CUDA_CHECK(cudaMemcpyAsync(&n_valid, p.rows_valid, sizeof(int), cudaMemcpyDeviceToHost, s));
+        ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+      }
+      std::vector<int> rows(static_cast<size_t>(n_valid));
+      if (!rows.empty()) {
+        ESA_CUDA_CHECK(cudaMemcpyAsync(rows.data(), p.rows, rows.size() * sizeof(int), cudaMemcpyDeviceToHost, s));
+        ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+      }
+      Tensor t({int64_t(rows.size())});
+      for (size_t i = 0; i < rows.size(); ++i) t.data()[i] = float(rows[i]);
+      hook("long_rows", l, t.view());
+    }
+    emit("attn", l, m.attn.get(), {T, nh, hd});
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(m.attn.get(), m.act.get(), T * qw, s));
+    m.gemm(L.wo.get(), H, qw, m.act.get(), T, m.proj.get());
+    emit("attn_out", l, m.proj.get(), {T, H});
+    ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
+
+    ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get(), L.ffn_norm.get(), int(T), int(H), eps, m.act.get(), s));
+    m.gemm(L.w_gate.get(), c.ffn, H, m.act.get(), T, m.gate.get());
+    m.gemm(L.w_up.get(), c.ffn, H, m.act.get(), T, m.up.get());
+    ESA_CUDA_CHECK(cuda::launch_swiglu(m.gate.get(), m.up.get(), T * c.ffn, m.act.get(), s));
+    m.gemm(L.w_down.get(), H, c.ffn, m.act.get(), T, m.proj.get());
+    emit("mlp_out", l, m.proj.get(), {T, H});
+    ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
+    emit("hidden", l, m.x.get(), {T, H});
+  }
+  if (!host_select) {  // the host cache tracks the lengths only
+    for (int64_t l = 0; l < c.n_layers; ++l) cache.append(l, nullptr, nullptr, nullptr, T);
+  }
+
+  const int64_t rows = logit_rows;
+  if (rows > 0) {
+    ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get() + (T - rows) * H, m.output_norm.get(), int(rows), int(H), eps,
+                                         m.act.get(), s));
+    emit_bf16("final_norm", -1, m.act.get(), {rows, H});
+    m.logits.resize(size_t(rows * c.vocab), "the logits");
+    m.gemm(m.output_weight(), c.vocab, H, m.act.get(), rows, m.logits.get());
+    logits = m.download(m.logits.get(), {rows, c.vocab});
+  }
+  ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace esa
