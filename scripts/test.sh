@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # The test command (CI runs it through .ci/run): installs the dependencies, fetches the embedded
-# model, builds, and runs every test with ctest. Model-dependent tests are required, not skipped.
-#   scripts/test.sh              Release build in build/, the whole suite
+# model, builds, and runs the tests with ctest. Model-dependent tests are required, not skipped.
+#   scripts/test.sh              Release build in build/: every tier (unit, model, e2e, gpu; see
+#                                tests/CMakeLists.txt and README "Tests")
 #   scripts/test.sh --sanitize   clang build with AddressSanitizer + UndefinedBehaviorSanitizer and
-#                                the libFuzzer harnesses in build-sanitize/: the suite again (any
-#                                sanitizer report fails its test; the five longest end-to-end runs
-#                                only with ESA_SANITIZE_ALL=1) plus a 60 s fuzz smoke run
+#                                the libFuzzer harnesses in build-sanitize/: the suite again without
+#                                the entries labelled `long` (whole-SmolLM2 forwards, minutes each,
+#                                10+ under ASan), plus a 60 s fuzz smoke run; any sanitizer report
+#                                fails its test
+#   scripts/test.sh [--sanitize] --all   every entry, the long ones included (also ESA_SANITIZE_ALL=1)
+# ESA_TEST_TIERS=<label regex> runs only those tiers, e.g. ESA_TEST_TIERS=unit or 'unit|e2e'
+# ("all": every tier). Further arguments go to cmake's configure step.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SANITIZE=0
-if [[ "${1:-}" == "--sanitize" ]]; then SANITIZE=1; shift; fi
+ALL=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --sanitize) SANITIZE=1; shift ;;
+    --all) ALL=1; shift ;;
+    *) break ;;
+  esac
+done
+[[ "${ESA_SANITIZE_ALL:-0}" == 1 ]] && ALL=1
 ESA_SETUP_SANITIZE=$SANITIZE bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/fetch_model.sh"
 bash "$ROOT/scripts/fetch_corpus.sh"  # the niah haystack (tests/cli/test_eval.sh)
@@ -22,16 +35,13 @@ if [[ $SANITIZE == 1 ]]; then
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
   export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/sanitize/lsan.supp:print_suppressions=0}"
-  export ESA_SANITIZED=1  # CLI tests leave out what takes minutes under ASan (test_hostile.sh)
 else
   bash "$ROOT/scripts/build.sh" -DESA_REQUIRE_MODEL=ON "$@"
 fi
 cd "${ESA_BUILD_DIR:-$ROOT/build}"
-if [[ $SANITIZE == 1 && "${ESA_SANITIZE_ALL:-0}" != 1 ]]; then
-  # The longest end-to-end runs (minutes each in the plain build, 10+ under ASan: whole SmolLM2
-  # forwards) run the library code the unit and CLI tests cover; ESA_SANITIZE_ALL=1 includes them.
-  ctest --output-on-failure -j "${ESA_JOBS:-$(nproc)}" \
-    -E "^PoliciesOnModel\\.|^LlamaGolden\\.SmolLm2|^cli_eval$|^cli_sweep$|^cli_calibrate$"
-else
-  ctest --output-on-failure -j "${ESA_JOBS:-$(nproc)}"
-fi
+SELECT=()
+if [[ -n "${ESA_TEST_TIERS:-}" && "${ESA_TEST_TIERS}" != all ]]; then SELECT+=(-L "$ESA_TEST_TIERS"); fi
+# The long entries (label `long`) run the library code that the unit and e2e entries cover, on the
+# whole embedded model; under ASan they take 10+ minutes each.
+if [[ $SANITIZE == 1 && $ALL == 0 ]]; then SELECT+=(-LE long); fi
+ctest --output-on-failure -j "${ESA_JOBS:-$(nproc)}" "${SELECT[@]}"

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/sha256.h"
+#include "core/sha256_cache.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 
@@ -56,7 +57,7 @@ ModelSummary summarize_gguf(const std::string& path, bool with_hash) {
   }
   s.n_tensors = int64_t(gguf.tensors().size());
   s.files = {path};
-  if (with_hash) s.sha256 = sha256_file(path);
+  if (with_hash) s.sha256 = sha256_file_cached(path);  // cached by (path, size, mtime)
   return s;
 }
 
@@ -85,7 +86,7 @@ ModelSummary summarize_safetensors(const std::string& path, bool with_hash) {
   std::sort(s.files.begin(), s.files.end());
   if (with_hash) {
     std::string lines;
-    for (const std::string& f : s.files) lines += fs::path(f).filename().string() + " " + sha256_file(f) + "\n";
+    for (const std::string& f : s.files) lines += fs::path(f).filename().string() + " " + sha256_file_cached(f) + "\n";
     s.sha256 = sha256_hex(lines);
   }
   return s;

@@ -1,5 +1,5 @@
-// Writes good and corrupt model files into a folder for tests/cli/test_cli.sh, and prints one
-// line per corrupt case: "<path>\t<text the error message must contain>".
+// Writes good (tiny.gguf, tiny_long.gguf) and corrupt model files into a folder for the CLI tests
+// (tests/cli), and prints one line per corrupt case: "<path>\t<text the error message must contain>".
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -50,6 +50,15 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(root);
   const std::string good = esa::test::tiny_llama_gguf();
   write_file(root + "/tiny.gguf", good);
+  {
+    // The same model with a trained context of 4096 tokens instead of 256: the eval suites' fixed
+    // prompt parts take ~220 of the byte-level tokens, so `esa eval` / `esa sweep` scenarios on
+    // tiny models (tests/cli/test_eval.sh, test_sweep.sh) need the room. Not a corrupt case.
+    std::string b = good;
+    const size_t at = b.find("llama.context_length") + 20;
+    poke<uint32_t>(b, at + 4, 4096);  // after the value type (uint32)
+    write_file(root + "/tiny_long.gguf", b);
+  }
 
   auto gguf_case = [&](const std::string& name, const std::string& bytes, const std::string& needle) {
     write_file(root + "/" + name, bytes);

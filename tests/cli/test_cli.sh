@@ -2,14 +2,18 @@
 # End-to-end tests of the esa command line: version and help, info and tokenize on a tiny
 # generated model and on the embedded SmolLM2 model, generation and its flags. Corrupt inputs
 # are the hostile-input table of test_hostile.sh.
-# Usage: test_cli.sh ESA_BINARY MODEL FIXTURES_DIR REQUIRE_MODEL(0|1)
+# Scenarios (each a ctest entry e2e.cli.<name>; `all` runs every one):
+#   basics   version, help, subcommands
+#   tiny     info, tokenize, generate, bench and bad options on tiny and fixture models
+#   smollm2  info, tokenize and a chat answer of the embedded model
+# Usage: test_cli.sh SCENARIO ESA_BINARY MODEL FIXTURES_DIR REQUIRE_MODEL(0|1)
 set -uo pipefail
-ESA="$1"; MODEL="$2"; FIXTURES="$3"; REQUIRE_MODEL="${4:-0}"
+SCENARIO="$1"; ESA="$2"; MODEL="$3"; FIXTURES="$4"; REQUIRE_MODEL="${5:-0}"
 MAKE_BAD="${ESA_MAKE_BAD_MODELS:?ESA_MAKE_BAD_MODELS must point at the make_bad_models program}"
-WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+scenario_basics() {
 # --- version and help ---------------------------------------------------------------------
 out="$("$ESA" --version)"; check "--version prints version and git revision" grep -Eq '^esa [0-9]+\.[0-9]+\.[0-9]+ \(git [0-9a-f]+' <<<"$out"
 for sub in info tokenize "bench tokenize"; do
@@ -20,6 +24,9 @@ done
 "$ESA" >/dev/null 2>&1; check "no subcommand exits non-zero" test $? -ne 0
 "$ESA" frobnicate >/dev/null 2>&1; check "unknown subcommand exits non-zero" test $? -ne 0
 
+}
+
+scenario_tiny() {
 # --- tiny generated model -----------------------------------------------------------------
 "$MAKE_BAD" "$WORK/models" >/dev/null || { fail "make_bad_models"; }
 TINY="$WORK/models/tiny.gguf"
@@ -81,6 +88,9 @@ check "decode of an out-of-range id is an error" grep -q "outside the vocabulary
 "$ESA" info --model "$TINY" --format xml >/dev/null 2>"$WORK/err"; rc=$?
 check "info --format xml is an error" test $rc -ne 0
 
+}
+
+scenario_smollm2() {
 # --- the embedded model ---------------------------------------------------------------------
 if [[ -f "$MODEL" ]]; then
   out="$("$ESA" info --model "$MODEL")"; rc=$?
@@ -104,5 +114,6 @@ else
   echo "skip embedded-model checks: $MODEL not found (run scripts/fetch_model.sh)"
 fi
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+}
+
+run_scenarios "$SCENARIO" basics tiny smollm2
