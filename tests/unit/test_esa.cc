@@ -24,11 +24,7 @@ namespace esa::attention {
 namespace {
 
 using Scene = test::PolicyScene;
-using test::expect_same_top_k;
-using test::kNegInf;
-using test::middle_of;
-using test::ref_top_k;
-using test::small_options;
+using namespace test;  // the references of support/selection_reference.h, the scene helpers
 
 TEST(EsaPolicy, IdentityProjectionSelectsExactlyOraclesTokens) {
   for (auto heads : {HeadMode::uniform, HeadMode::individual}) {

@@ -24,13 +24,7 @@ namespace esa::attention {
 namespace {
 
 using Scene = test::PolicyScene;
-using test::expect_same_top_k;
-using test::kNegInf;
-using test::middle_of;
-using test::ref_max_pool;
-using test::ref_rotate;
-using test::ref_top_k;
-using test::small_options;
+using namespace test;  // the references of support/selection_reference.h, the scene helpers
 
 // Oracle's definition in float64: per query c, f(m; c) = sum_h q_{h,c} . k_{g(h),m} (only group
 // `head` when >= 0), minus its max over M; max over c; pooled. Returns the pooled scores over M.

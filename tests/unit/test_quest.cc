@@ -24,12 +24,7 @@ namespace esa::attention {
 namespace {
 
 using Scene = test::PolicyScene;
-using test::expect_same_top_k;
-using test::kNegInf;
-using test::middle_of;
-using test::ref_rotate;
-using test::ref_top_k;
-using test::small_options;
+using namespace test;  // the references of support/selection_reference.h, the scene helpers
 
 class Quest : public test::OnDevice {};
 
