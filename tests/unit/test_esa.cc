@@ -60,7 +60,8 @@ class Esa : public test::OnDevice {};
 // groups) and 40 (the chunk kernel).
 TEST_P(Esa, RandomProjectionRanksByCompressedScores) {
   const bool gpu = GetParam() == Device::cuda;
-  for (const auto& [dim, T] : {std::pair<int64_t, int64_t>{7, 4}, {8, 4}, {16, 40}}) {
+  for (const auto& shape : {std::pair<int64_t, int64_t>{7, 4}, {8, 4}, {16, 40}}) {
+  const int64_t dim = shape.first, T = shape.second;  // locals, not bindings: the lambda below captures them
   if (gpu && dim % 8 != 0) continue;
   SCOPED_TRACE("d' " + std::to_string(dim) + ", T " + std::to_string(T));
   Scene sc(test::test_seed(13));
