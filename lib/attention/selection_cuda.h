@@ -107,7 +107,8 @@ class TokenTopK {
 /// Unit-granular selection (quest's pages, infllm's blocks): n_units units of `unit` middle
 /// tokens from m0, each scored by the max over the T queries q [T, width] of q_t . meta_u
 /// (meta [n_units, width]); the `pick` best expanded into rows[0, pick * unit). rows_valid
-/// (optional, device) gets n_base + the count of real rows (the last unit may end past m1).
+/// (optional, device) gets m0 (the initial rows before these) + the count of real rows (the last
+/// unit may end past m1).
 class UnitTopK {
  public:
   void select(const DeviceContext& c, const float* q, const float* meta, int64_t width, int64_t T, int64_t n_units,
