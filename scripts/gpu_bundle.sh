@@ -6,10 +6,10 @@
 # Usage: scripts/gpu_bundle.sh   then carry .gpu/bundle to the GPU machine.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="$ROOT/build-gpu"
+BUILD="${BUILD:-$ROOT/build-gpu}"  # BUILD=build reuses a tree configured the same way
 OUT="$ROOT/.gpu/bundle"
 # The GPU tests (scripts/gpu_check.sh runs them) and the CPU ones it runs first.
-TARGETS=(test_cuda_ops test_dequantize_cuda test_selection_cuda test_attention_cuda test_forward_cuda test_streaming test_oracle test_esa test_quest test_infllm test_selection test_dequantize test_gguf test_core bench_dequantize esa)
+TARGETS=(test_cuda_ops test_dequantize_cuda test_selection_cuda test_attention_cuda test_forward_cuda test_streaming test_oracle test_esa test_quest test_infllm test_selection test_diagnostics test_dequantize test_gguf test_core bench_dequantize esa)
 
 GEN=(); command -v ninja >/dev/null && [[ ! -f "$BUILD/Makefile" ]] && GEN=(-G Ninja)
 cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DESA_NATIVE=OFF \
