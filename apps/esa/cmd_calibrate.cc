@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "core/atomic_output.h"
 #include "calib/calibrate.h"
 #include "commands.h"
 #include "core/error.h"
@@ -30,6 +31,7 @@ void run_calibrate(CalibrateCliOptions& opt) {
   opt.calib.adam.loss = opt.loss == "mse" ? calib::Loss::mse : calib::Loss::rank;
   if (opt.calib.energy > 0) opt.calib.dim = 0;  // --energy chooses d' per layer
   opt.calib.progress = !opt.quiet;
+  const OutputLock lock(opt.calib.output, {{"--qk", opt.calib.qk_path}});
   const calib::CalibrateReport r = calib::calibrate(opt.calib);
 
   const bool adam = opt.calib.method == calib::Method::adam;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include "core/atomic_output.h"
 #include "calib/qk_dump.h"
 #include "commands.h"
 #include "core/device.h"
@@ -31,6 +32,7 @@ void run_dump(DumpCliOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   opt.dump.score_space = attention::parse_score_space(opt.score_space);
   opt.dump.progress = !opt.quiet;
+  const OutputLock lock(opt.dump.output, {{"--model", opt.model}, {"--text", opt.dump.text_path}});
   const ModelSummary summary = summarize_model(opt.model);
   const auto tok = text::load_tokenizer(opt.model);
   const Placement device = parse_placement(opt.device, opt.kv_offload);

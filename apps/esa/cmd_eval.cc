@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
@@ -155,6 +156,11 @@ void run_eval_command(EvalCliOptions& o) {
   // The output's folder and the existing-file rule before any work.
   ESA_CHECK(o.dry_run || !o.output.empty(), "esa eval: --output is required");
   if (!o.dry_run) AtomicOutput check(o.output, o.force || o.resume);
+  // Held until the results are written: no second run on this output, no input overwritten.
+  std::vector<RunInput> inputs = {{"--model", o.model}, {"--haystack", o.suite.haystack}};
+  for (const tasks::EvalPolicy& p : policies) inputs.push_back({"--proj", p.options.projection});
+  std::optional<OutputLock> lock;
+  if (!o.dry_run) lock.emplace(o.output, inputs);
   if (!o.dry_run) AtomicOutput::remove_stale(o.output);  // temporaries of a killed earlier run
 
   const ModelSummary summary = summarize_model(o.model);

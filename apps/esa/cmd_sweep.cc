@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "calib/calibrate.h"
@@ -150,6 +151,9 @@ void print_table(const std::vector<sweep::CellRecord>& records, const std::vecto
 
 void run_merge(const SweepCliOptions& o) {
   ESA_CHECK(!o.output.empty(), "esa sweep --merge: --output is required");
+  std::vector<RunInput> inputs;
+  for (const std::string& part : o.merge) inputs.push_back({"--merge", part});
+  const OutputLock lock(o.output, inputs);
   std::vector<std::vector<sweep::CellRecord>> parts;
   sweep::SweepHeader header;
   for (size_t i = 0; i < o.merge.size(); ++i) {
@@ -192,8 +196,13 @@ void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
   }
   if (o.dry_run) return;
   ESA_CHECK(!o.output.empty(), "esa sweep: --output is required");
+  std::optional<OutputLock> lock;  // rank 0 writes the output
   if (mpi.rank() == 0) {
     AtomicOutput check(o.output, /*overwrite=*/true);  // the folder exists and is writable
+    lock.emplace(o.output, std::vector<RunInput>{{"--config", o.config},
+                                                 {"--model", o.defaults.model},
+                                                 {"--haystack", o.defaults.haystack},
+                                                 {"--calib-text", o.defaults.calib_text}});
     AtomicOutput::remove_stale(o.output);
   }
   sweep::SweepHeader header;

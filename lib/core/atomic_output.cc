@@ -3,6 +3,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +12,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/sha256.h"
 
 namespace esa {
 namespace {
@@ -28,6 +31,18 @@ int fsync_path(const std::string& path, bool directory) {
   return rc;
 }
 
+// A sibling of `path` named "<name><suffix>", or ".<16 hex of the name's sha256><suffix>" when
+// that would pass the longest name the folder takes (a legal 250-byte output name stays legal).
+std::string sibling(const std::string& path, const std::string& suffix) {
+  const std::filesystem::path p(path);
+  const std::string name = p.filename().string();
+  long limit = ::pathconf(folder_of(path).c_str(), _PC_NAME_MAX);
+  if (limit <= 0) limit = 255;
+  const std::string short_name =
+      name.size() + suffix.size() <= size_t(limit) ? name : "." + sha256_hex(name).substr(0, 16);
+  return (p.parent_path() / (short_name + suffix)).string();
+}
+
 }  // namespace
 
 AtomicOutput::AtomicOutput(std::string path, bool overwrite) : path_(std::move(path)) {
@@ -41,11 +56,11 @@ AtomicOutput::AtomicOutput(std::string path, bool overwrite) : path_(std::move(p
   // a plain file, so only regular files (or new names) are outputs.
   ESA_CHECK(!std::filesystem::exists(path_) || std::filesystem::is_regular_file(path_),
             "{}: not a regular file (esa writes a temporary file and renames it onto the output)", path_);
-  temp_ = path_ + ".partial-" + std::to_string(::getpid());
+  temp_ = sibling(path_, ".partial-" + std::to_string(::getpid()));
 }
 
 int AtomicOutput::remove_stale(const std::string& path) {
-  const std::string prefix = std::filesystem::path(path).filename().string() + ".partial-";
+  const std::string prefix = std::filesystem::path(sibling(path, ".partial-")).filename().string();
   std::error_code ec;
   int removed = 0;
   for (const auto& entry : std::filesystem::directory_iterator(folder_of(path), ec)) {
@@ -78,6 +93,60 @@ void AtomicOutput::commit() {
   }
   committed_ = true;
   fsync_path(folder_of(path_), true);  // best effort: the rename itself is durable on most filesystems
+}
+
+void check_output_not_input(const std::string& path, const std::vector<RunInput>& inputs) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return;  // a new file cannot be an input
+  for (const auto& [flag, input] : inputs) {
+    if (input.empty() || !std::filesystem::exists(input, ec)) continue;
+    bool same = std::filesystem::equivalent(path, input, ec);
+    if (!same && std::filesystem::is_directory(input, ec)) {
+      // A file that a model folder's loader reads (shards, index, config, tokenizer); other files
+      // of the folder (an earlier projection written there) are not inputs.
+      const std::string ext = std::filesystem::path(path).extension().string();
+      const bool read_by_loader = ext == ".safetensors" || ext == ".json" || ext == ".gguf" || ext == ".model";
+      const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+      same = read_by_loader && std::filesystem::equivalent(parent.empty() ? "." : parent, input, ec);
+    }
+    ESA_CHECK(!same, "{}: is the run's input {} ({}); choose another output", path, flag, input);
+  }
+}
+
+OutputLock::OutputLock(const std::string& path, const std::vector<RunInput>& inputs) {
+  check_output_not_input(path, inputs);
+  lock_path_ = sibling(path, ".lock");
+  // Lock, then check that the locked file is still the one at lock_path_: a run that finished
+  // between our open and our flock has unlinked it, and a third run may hold a new one.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const int fd = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    ESA_CHECK(fd >= 0, "{}: cannot create the lock file {} ({})", path, lock_path_, std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      char owner[32] = {};
+      const ssize_t n = ::pread(fd, owner, sizeof(owner) - 1, 0);
+      ::close(fd);
+      ESA_CHECK(e != EWOULDBLOCK, "{}: another esa run{} is writing it (wait for it, or choose another output)", path,
+                n > 0 ? fmt::format(" (pid {})", std::string(owner, size_t(n))) : std::string());
+      ESA_FAIL("{}: cannot lock {} ({})", path, lock_path_, std::strerror(e));
+    }
+    struct stat held {}, named {};
+    if (::fstat(fd, &held) == 0 && ::stat(lock_path_.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+        held.st_dev == named.st_dev) {
+      fd_ = fd;
+      const std::string pid = std::to_string(::getpid());
+      if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
+      return;
+    }
+    ::close(fd);
+  }
+  ESA_FAIL("{}: cannot lock {} (it keeps being replaced)", path, lock_path_);
+}
+
+OutputLock::~OutputLock() {
+  if (fd_ < 0) return;
+  ::unlink(lock_path_.c_str());  // while still held: a waiting run then finds no file, or a new one
+  ::close(fd_);
 }
 
 }  // namespace esa
