@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include "calib/calibrate.h"
 #include "calib/qk_dump.h"
@@ -21,6 +22,7 @@
 #include "core/file_io.h"
 #include "core/progress.h"
 #include "core/sha256.h"
+#include "core/sha256_cache.h"
 #include "model/model_files.h"
 #include "sweep/cell.h"
 #include "sweep/grid.h"
@@ -173,6 +175,41 @@ void run_merge(const SweepCliOptions& o) {
              errors, header.grid_cells);
 }
 
+// The files the planned cells read (sweep::SweepHeader::inputs), each hashed once.
+std::string cell_inputs(const std::vector<sweep::CellPlan>& plans) {
+  std::set<std::pair<std::string, std::string>> files;  // (role, path)
+  for (const sweep::CellPlan& p : plans) {
+    files.insert({"model", p.model});
+    if (!p.suite.haystack.empty()) files.insert({"haystack", p.suite.haystack});
+    if (p.needs_projection) files.insert({"calib-text", p.recipe.calib_text});
+  }
+  std::string out;
+  for (const auto& [role, path] : files) {
+    const std::string sha = role == "model" ? summarize_model(path).sha256 : sha256_file_cached(path);
+    out += fmt::format("{} {} sha256 {}\n", role, path, sha);
+  }
+  return out;
+}
+
+// A resumed sweep must read the files the finished cells read.
+void check_same_inputs(const std::string& output, const std::string& before, const std::string& now) {
+  if (before == now) return;
+  ESA_CHECK(!before.empty(), "{}: written by an esa that did not record its input files; their contents cannot be "
+            "checked (use another -o, or --force to start over)", output);
+  auto lines = [](const std::string& text) {
+    std::set<std::string> out;
+    std::stringstream ss(text);
+    for (std::string line; std::getline(ss, line);) out.insert(line);
+    return out;
+  };
+  const std::set<std::string> a = lines(before), b = lines(now);
+  std::string was, is;
+  for (const auto& l : a) was += b.count(l) == 0 ? (was.empty() ? "" : "; ") + l : "";
+  for (const auto& l : b) is += a.count(l) == 0 ? (is.empty() ? "" : "; ") + l : "";
+  ESA_FAIL("{}: the finished cells read other files (the file has: {}; this run: {}); use another -o, or --force to "
+           "start over", output, was.empty() ? "-" : was, is.empty() ? "-" : is);
+}
+
 void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
   ESA_CHECK(!o.config.empty(), "esa sweep: --config is required (or --merge)");
   const sweep::Grid grid = sweep::load_grid(o.config);
@@ -213,10 +250,18 @@ void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
   header.provenance.model = o.defaults.model;
   const Placement device = parse_placement(o.device, o.kv_offload);
   header.provenance.device = placement_description(device);
+  header.inputs = cell_inputs(plans);
   std::vector<sweep::CellRecord> records;
   // Workers receive their cells from rank 0, which knows what is done.
   if (mpi.rank() == 0 && std::filesystem::exists(o.output) && !o.force) {
-    for (auto& r : sweep::read_sweep(o.output)) {
+    sweep::SweepHeader before;
+    std::vector<sweep::CellRecord> finished = sweep::read_sweep(o.output, &before);
+    // Finished cells count only for the same grid over the same files: a cell's id names its
+    // settings, not the contents of the model or the texts it read.
+    ESA_CHECK(before.config == header.config, "{}: made from another grid config than {} (use another -o, or --force "
+              "to start over)", o.output, o.config);
+    check_same_inputs(o.output, before.inputs, header.inputs);
+    for (auto& r : finished) {
       if (r.status == "ok") records.push_back(std::move(r));  // failed cells run again
     }
   }

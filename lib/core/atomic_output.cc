@@ -43,14 +43,19 @@ std::string sibling(const std::string& path, const std::string& suffix) {
   return (p.parent_path() / (short_name + suffix)).string();
 }
 
+// The output's folder exists and is writable, and the output is not a folder.
+void check_output_folder(const std::string& path) {
+  ESA_CHECK(!path.empty(), "empty output path");
+  const std::string folder = folder_of(path);
+  ESA_CHECK(std::filesystem::is_directory(folder), "{}: the folder {} does not exist", path, folder);
+  ESA_CHECK(::access(folder.c_str(), W_OK) == 0, "{}: the folder {} is not writable", path, folder);
+  ESA_CHECK(!std::filesystem::is_directory(path), "{}: is a folder, expected a file name", path);
+}
+
 }  // namespace
 
 AtomicOutput::AtomicOutput(std::string path, bool overwrite) : path_(std::move(path)) {
-  ESA_CHECK(!path_.empty(), "empty output path");
-  const std::string folder = folder_of(path_);
-  ESA_CHECK(std::filesystem::is_directory(folder), "{}: the folder {} does not exist", path_, folder);
-  ESA_CHECK(::access(folder.c_str(), W_OK) == 0, "{}: the folder {} is not writable", path_, folder);
-  ESA_CHECK(!std::filesystem::is_directory(path_), "{}: is a folder, expected a file name", path_);
+  check_output_folder(path_);
   ESA_CHECK(overwrite || !std::filesystem::exists(path_), "{}: exists (pass --force to overwrite)", path_);
   // The result is renamed over the output: a device (/dev/full) or a pipe would be replaced by
   // a plain file, so only regular files (or new names) are outputs.
@@ -114,6 +119,7 @@ void check_output_not_input(const std::string& path, const std::vector<RunInput>
 }
 
 OutputLock::OutputLock(const std::string& path, const std::vector<RunInput>& inputs) {
+  check_output_folder(path);
   check_output_not_input(path, inputs);
   lock_path_ = sibling(path, ".lock");
   // Lock, then check that the locked file is still the one at lock_path_: a run that finished

@@ -48,6 +48,7 @@ void write_sweep(const std::string& path, const SweepHeader& h, const std::vecto
   f.set_attr("/", "name", h.name);
   f.set_attr("/", "axes", join(h.axes));
   f.set_attr("/", "grid_cells", h.grid_cells);
+  f.set_attr("/", "inputs", h.inputs);
   f.create_group("/cells");
   for (const CellRecord& r : cells) {
     const std::string g = "/cells/" + r.cell.id;
@@ -78,6 +79,7 @@ std::vector<CellRecord> read_sweep(const std::string& path, SweepHeader* header)
     header->name = f.attr_string("/", "name");
     header->axes = split(f.attr_string("/", "axes"));
     header->grid_cells = f.attr_int("/", "grid_cells");
+    header->inputs = f.has_attr("/", "inputs") ? f.attr_string("/", "inputs") : "";
     header->provenance.model = f.attr_string("/", "model");
     header->provenance.model_sha256 = f.attr_string("/", "model_sha256");
     header->provenance.seed = uint64_t(f.attr_int("/", "seed"));

@@ -31,6 +31,10 @@ struct SweepHeader {
   std::string config, name;
   std::vector<std::string> axes;
   int64_t grid_cells = 0;
+  /// The files the cells read, a line each: "<role> <path> sha256 <hex>" (models, haystacks,
+  /// calibration texts), so that a resumed sweep whose inputs changed is refused. Empty in files
+  /// of older versions.
+  std::string inputs;
 };
 
 /// Writes the whole file atomically (temporary + rename); `overwrite` as AtomicOutput's.
