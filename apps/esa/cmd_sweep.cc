@@ -166,7 +166,7 @@ void run_merge(const SweepCliOptions& o) {
     ESA_CHECK(h.config == header.config, "{}: made from another grid config than {} (merge shards of one grid)",
               o.merge[i], o.merge[0]);
   }
-  const auto merged = sweep::merge_cells(parts);
+  const auto merged = sweep::merge_cells(parts, o.merge);
   header.provenance.model = header.provenance.model.empty() ? "(per cell)" : header.provenance.model;
   sweep::write_sweep(o.output, header, merged, o.force);
   int64_t errors = 0;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -104,16 +105,39 @@ std::vector<CellRecord> read_sweep(const std::string& path, SweepHeader* header)
   return out;
 }
 
-std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& parts) {
-  std::map<std::string, CellRecord> by_id;
-  for (const auto& part : parts) {
-    for (const CellRecord& r : part) {
+namespace {
+// Two finished copies of a cell agree when they ran the same model and produced the same answers
+// (timings differ between runs and do not count).
+bool same_results(const CellRecord& a, const CellRecord& b) {
+  if (a.model_sha256 != b.model_sha256 || a.projection != b.projection || a.cases.size() != b.cases.size()) return false;
+  for (size_t i = 0; i < a.cases.size(); ++i) {
+    const tasks::CaseResult &x = a.cases[i], &y = b.cases[i];
+    if (x.prompt_sha256 != y.prompt_sha256 || x.generated != y.generated || x.correct != y.correct ||
+        !(x.score == y.score || (std::isnan(x.score) && std::isnan(y.score)))) {
+      return false;
+    }
+  }
+  return true;
+}
+}  // namespace
+
+std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& parts,
+                                    const std::vector<std::string>& names) {
+  std::map<std::string, std::pair<CellRecord, size_t>> by_id;  // the record and the part it came from
+  for (size_t p = 0; p < parts.size(); ++p) {
+    for (const CellRecord& r : parts[p]) {
       const auto it = by_id.find(r.cell.id);
-      if (it == by_id.end() || (it->second.status != "ok" && r.status == "ok")) by_id[r.cell.id] = r;
+      if (it != by_id.end() && it->second.first.status == "ok" && r.status == "ok") {
+        auto name = [&](size_t i) { return i < names.size() ? names[i] : fmt::format("part {}", i); };
+        ESA_CHECK(same_results(it->second.first, r), "cell {} ({}): {} and {} hold different results for it (merge "
+                  "shards of one run, or rerun the cell)", r.cell.index, r.cell.id, name(it->second.second), name(p));
+        continue;
+      }
+      if (it == by_id.end() || (it->second.first.status != "ok" && r.status == "ok")) by_id[r.cell.id] = {r, p};
     }
   }
   std::vector<CellRecord> out;
-  for (auto& [id, r] : by_id) out.push_back(std::move(r));
+  for (auto& [id, r] : by_id) out.push_back(std::move(r.first));
   std::sort(out.begin(), out.end(), [](const CellRecord& a, const CellRecord& b) {
     return std::tie(a.cell.index, a.cell.id) < std::tie(b.cell.index, b.cell.id);
   });

@@ -48,8 +48,10 @@ std::vector<CellRecord> read_sweep(const std::string& path, SweepHeader* header 
 std::string cell_to_bytes(const CellRecord& cell);
 CellRecord cell_from_bytes(const std::string& bytes);
 
-/// The union of several sweeps' cells by id: an ok record beats an error one, otherwise the
-/// first seen is kept. Sorted by grid index, then id.
-std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& parts);
+/// The union of several sweeps' cells by id: an ok record beats an error one; two ok records of
+/// one cell must hold the same results (else esa::Error naming both parts by `names`). Sorted by
+/// grid index, then id.
+std::vector<CellRecord> merge_cells(const std::vector<std::vector<CellRecord>>& parts,
+                                    const std::vector<std::string>& names = {});
 
 }  // namespace esa::sweep

@@ -11,6 +11,9 @@
 #   shards   shards 1/3..3/3 + --merge = the reference; merge errors
 #   mpi      mpirun -np 3 = the reference; an MPI rerun resumes (skipped without MPI)
 #   errors   bad configs and --shard: one-line errors, no output
+#   reuse    finished cells are reused only by the same grid over the same files: a rerun after the
+#            model's contents or the grid changed is refused; merging two different results of one
+#            cell is refused; an output that names an input, or that another run holds, is refused
 # Usage: test_sweep.sh SCENARIO ESA_BINARY MODEL TEXT REQUIRE_MODEL(0|1) PYTHON_WITH_H5PY EXPERIMENTS_DIR WITH_MPI(0|1)
 # (MODEL, the embedded model, is only named by the shipped grids that `plan` dry-runs.)
 set -uo pipefail
@@ -169,4 +172,55 @@ scenario_errors() {
   check "no output from the failed runs" test ! -e "$WORK/x.h5"
 }
 
-run_scenarios "$SCENARIO" plan ref resume shards mpi errors
+# --- what makes a finished cell reusable ------------------------------------------------------
+scenario_reuse() {
+  tiny_models "$WORK/models"
+  cp "$WORK/models/tiny_long.gguf" "$WORK/m.gguf"
+  cat >"$WORK/g.toml" <<TOML
+name = "reuse"
+[fixed]
+model = "$WORK/m.gguf"
+suite = "passkey"
+lengths = "1024"
+depths = "0,100"
+max_new = 4
+init = 4
+local = 128
+chunk = 64
+[axes]
+policy = ["streaming", "full"]
+TOML
+  "$ESA" sweep --config "$WORK/g.toml" -o "$WORK/r1.h5" -q >"$WORK/r1.out" 2>&1 || fail "the first sweep"
+  "$ESA" sweep --config "$WORK/g.toml" -o "$WORK/r1.h5" -q >"$WORK/r1b.out" 2>&1
+  check "an unchanged rerun reuses every cell" grep -q "2 cells (0 run now, 2 from before, 0 failed)" "$WORK/r1b.out"
+  cp "$WORK/r1.h5" "$WORK/before.h5"
+  # The same path, other weights: the finished cells no longer describe this model.
+  cp "$WORK/models/tiny.gguf" "$WORK/m.gguf"
+  expect_error "a rerun over a changed model file" "r1.h5: the finished cells read other files" \
+    "$ESA" sweep --config "$WORK/g.toml" -o "$WORK/r1.h5" -q
+  sed 's/max_new = 4/max_new = 5/' "$WORK/g.toml" >"$WORK/g2.toml"
+  expect_error "a rerun of an edited grid" "r1.h5: made from another grid config than" \
+    "$ESA" sweep --config "$WORK/g2.toml" -o "$WORK/r1.h5" -q
+  cmp -s "$WORK/r1.h5" "$WORK/before.h5"; check "the refused reruns left the output as it was" test $? -eq 0
+  "$ESA" sweep --config "$WORK/g.toml" -o "$WORK/r2.h5" -q >/dev/null 2>&1 || fail "the sweep over the other model"
+  expect_error "a merge of two different results of one cell" "hold different results for it" \
+    "$ESA" sweep --merge "$WORK/r1.h5" "$WORK/r2.h5" -o "$WORK/x.h5"
+  expect_error "an output that is one of the merged files" "is the run's input --merge" \
+    "$ESA" sweep --merge "$WORK/r1.h5" "$WORK/r2.h5" -o "$WORK/r2.h5" --force
+  expect_error "an output that is the model" "is the run's input --model" \
+    "$ESA" eval -m "$WORK/m.gguf" --suite passkey --lengths 1k --depths 0 --policy full -o "$WORK/m.gguf" --force
+  check "the model is intact" cmp -s "$WORK/m.gguf" "$WORK/models/tiny.gguf"
+  # Two runs on one output: the second is refused while the first holds it, the first completes.
+  "$ESA" eval -m "$WORK/m.gguf" --suite passkey --lengths 1k,2k --depths 0:100:10 --samples 3 --policy full \
+    -o "$WORK/e.h5" --quiet >"$WORK/e1.out" 2>&1 &
+  local first=$!
+  for _ in $(seq 100); do [[ -e "$WORK/e.h5.lock" ]] && break; sleep 0.05; done
+  expect_error "a second run on an output in use" "e.h5: another esa run (pid $first) is writing it" \
+    "$ESA" eval -m "$WORK/m.gguf" --suite passkey --lengths 1k --depths 0 --policy full -o "$WORK/e.h5" --force
+  wait $first; check "the first run completes" test $? -eq 0
+  check "the first run's results are whole" grep -q "e.h5: 66 cases (66 run now" "$WORK/e1.out"
+  check "no lock or temporary file is left" test -z "$(ls "$WORK" | grep -E 'lock|partial')"
+  check "no output from the refused runs" test ! -e "$WORK/x.h5"
+}
+
+run_scenarios "$SCENARIO" plan ref resume shards mpi errors reuse
