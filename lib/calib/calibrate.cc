@@ -207,6 +207,11 @@ CalibrateReport calibrate(const CalibrateOptions& o) {
         const auto bad = std::find_if(values->begin(), values->end(), [](float x) { return !std::isfinite(x); });
         ESA_CHECK(bad == values->end(), "{}: {}/{} holds NaN or Inf (at value {}): the activations diverged, or the "
                   "file is corrupt", o.qk_path, g, name, bad - values->begin());
+        // All-zero activations fit any projection "perfectly" (every score is 0): a fit on them
+        // would report recall 1 and select nothing real.
+        const bool all_zero = std::all_of(values->begin(), values->end(), [](float x) { return x == 0.0f; });
+        ESA_CHECK(!all_zero, "{}: {}/{} is all zeros (degenerate activations: there is nothing to fit)", o.qk_path, g,
+                  name);
       }
     }
     report.read_seconds += since(tr);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -34,6 +35,17 @@ struct LayerDatasets {
   std::optional<io::H5File::Appender> q;
 };
 
+// The dump stores float16: a value that is not finite, or past float16's range (it would become
+// inf), makes every fit on the file garbage; refused with where it came from. `x`: T rows of
+// `width` values, row t at position first + t.
+void check_recordable(const float* x, int64_t T, int64_t width, int64_t layer, const char* what, int64_t first) {
+  for (int64_t i = 0; i < T * width; ++i) {
+    if (std::isfinite(x[i]) && std::fabs(x[i]) <= 65504.0f) continue;
+    ESA_FAIL("dump: layer {}'s {} at position {} is {} (float16 holds at most 65504: the model's activations "
+             "overflow)", layer, what, first + i / width, x[i]);
+  }
+}
+
 class RecordingPolicy final : public attention::Policy {
  public:
   RecordingPolicy(io::H5File& file, const ModelConfig& config, const DumpOptions& o)
@@ -58,9 +70,12 @@ class RecordingPolicy final : public attention::Policy {
     if (it != layers_.end()) {
       const int64_t T = in.q.shape[0];
       const Tensor qf = attention::score_space_queries(in, hkv_, options_.score_space, options_.w);
-      it->second.q_folded.append(qf.data(), T);
       const TensorView keys = in.cache->keys(in.layer);
-      it->second.k.append(keys.data + in.chunk_begin() * keys.shape[1] * keys.shape[2], T);
+      const float* chunk_keys = keys.data + in.chunk_begin() * keys.shape[1] * keys.shape[2];
+      check_recordable(qf.data(), T, qf.numel() / std::max<int64_t>(T, 1), in.layer, "query", in.chunk_begin());
+      check_recordable(chunk_keys, T, keys.shape[1] * keys.shape[2], in.layer, "key", in.chunk_begin());
+      it->second.q_folded.append(qf.data(), T);
+      it->second.k.append(chunk_keys, T);
       if (it->second.q) {
         if (options_.score_space == attention::ScoreSpace::rotated) {
           const Tensor qr = attention::rotate_to_position(in.q, options_.w, *in.rope, in.angles);

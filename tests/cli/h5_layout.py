@@ -189,6 +189,16 @@ def sweep_cells(path):
             print(cid, esa_h5.attrs(g)["status"], params, answers)
 
 
+def zero_dataset(src, dst, name):
+    """A copy of src whose dataset `name` is all zeros (degenerate activations)."""
+    with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
+        for k, v in f.attrs.items():
+            g.attrs[k] = v
+        for top in f:
+            f.copy(top, g)
+        g[name][...] = 0
+
+
 def set_attr(path, name, value):
     with h5py.File(path, "r+") as f:
         esa_h5.set_text(f, name, value)
@@ -198,4 +208,4 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"check-qk": check_qk, "check-proj": check_proj, "copy-proj": copy_proj, "identity-proj": identity_proj,
      "drop-layer": drop_layer, "check-results": check_results, "cases": cases, "set-attr": set_attr,
-     "check-sweep": check_sweep, "sweep-cells": sweep_cells}[cmd](*args)
+     "check-sweep": check_sweep, "sweep-cells": sweep_cells, "zero-dataset": zero_dataset}[cmd](*args)

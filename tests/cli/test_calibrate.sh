@@ -108,6 +108,9 @@ scenario_errors() {
     "$PY" "$HERE/h5_layout.py" drop-layer "$qk" "$WORK/qk_missing.h5" 0
     expect_error "qk.h5 missing a layer" "qk_missing.h5: missing /layer_00/q_folded" \
       "$ESA" calibrate --qk "$WORK/qk_missing.h5" -o "$WORK/p_missing.h5" -q
+    "$PY" "$HERE/h5_layout.py" zero-dataset "$qk" "$WORK/qk_zero.h5" /layer_01/k
+    expect_error "all-zero keys are not a perfect fit" "qk_zero.h5: /layer_01/k is all zeros (degenerate" \
+      "$ESA" calibrate --qk "$WORK/qk_zero.h5" --dim 4 -o "$WORK/p_zero.h5" -q
   fi
   expect_error "proj.h5 fitted in another score space" "fitted in score space 'rotated'" \
     "$ESA" generate --model "$TINY" -p "hi" --policy esa --proj "$proj" --score-space plain -n 1
@@ -123,6 +126,9 @@ scenario_errors() {
     "$ESA" calibrate --qk "$qk" --method svd -o "$WORK/p_svd.h5" -q
   expect_error "calibrate output in a missing folder" "does not exist" \
     "$ESA" calibrate --qk "$qk" --dim 4 -o "$WORK/no/such/p.h5" -q
+  expect_error "calibrate onto its own input" "is the run's input --qk" \
+    "$ESA" calibrate --qk "$qk" --dim 4 -o "$qk" --force -q
+  check "the input dump is intact" "${PY:-true}" "$HERE/h5_layout.py" check-qk "$qk"
   check "no partial outputs left behind" bash -c '! ls "$1"/*.partial-* "$2"/*.partial-* >/dev/null 2>&1' _ "$WORK" "$FLOW"
   check "no output from failed runs" bash -c '! ls "$1"/p_*.h5 "$1"/p17.h5 "$1"/big.h5 "$1"/l.h5 >/dev/null 2>&1' _ "$WORK"
 }
