@@ -110,6 +110,21 @@ int main(int argc, char** argv) {
       break;
     }
   }
+  {
+    // Finite weights whose forward overflows float16: the first layer's key projection (Q8_0
+    // blocks: a float16 scale, 32 int8) at 65504 x 127 (not in the table of load errors: the file
+    // is valid; `esa dump` must refuse its keys).
+    const esa::io::GgufFile parsed(root + "/tiny.gguf");
+    for (const auto& t : parsed.tensors()) {
+      if (t.name != "blk.0.attn_k.weight" || t.type != esa::io::GgmlType::q8_0) continue;
+      std::string b = good;
+      for (uint64_t at = parsed.data_offset() + t.offset; at < parsed.data_offset() + t.offset + t.n_bytes; at += 34) {
+        poke<uint16_t>(b, at, 0x7bff);
+        for (int i = 0; i < 32; ++i) poke<int8_t>(b, at + 2 + size_t(i), 127);
+      }
+      write_file(root + "/overflow.gguf", b);
+    }
+  }
   write_file(root + "/shape_mismatch.gguf", esa::test::tiny_llama_gguf("", "blk.0.attn_q.weight"));
   emit(root + "/shape_mismatch.gguf", "tensor 'blk.0.attn_q.weight' has shape [16, 32], expected [32, 32]", "generate");
   {

@@ -68,6 +68,8 @@ head -c 20000 "$README" >"$WORK/text.txt"
 row empty_text "empty.txt: empty text" "$WORK/q.h5" "$ESA" dump --model "$TINY" --seq-len 128 --text "$WORK/empty.txt" -o "$WORK/q.h5" -q
 row non_utf8_text "latin1.txt: not UTF-8 text (invalid byte 0xe9 at line 1" "$WORK/q.h5" \
   "$ESA" dump --model "$TINY" --seq-len 128 --text "$WORK/latin1.txt" -o "$WORK/q.h5" -q
+row overflowing_activations "layer 0's key at position 0 is" "$WORK/q.h5" \
+  "$ESA" dump --model "$WORK/models/overflow.gguf" --seq-len 128 --tokens 128 --text "$WORK/text.txt" -o "$WORK/q.h5" -q
 row non_utf8_prompt "--prompt: not UTF-8 text" - "$ESA" generate --model "$TINY" --prompt $'\xff\xfe' --max-new 1
 row non_utf8_haystack "latin1.txt: not UTF-8 text" "$WORK/r.h5" \
   "$ESA" eval --model "$LONG" --suite niah --haystack "$WORK/latin1.txt" --lengths 1k --depths 50 -o "$WORK/r.h5" -q
