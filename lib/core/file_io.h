@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace esa {
 
@@ -14,7 +16,23 @@ namespace esa {
 /// it is larger than `max_bytes` (a guard against reading a wrong, huge path whole).
 std::string read_file(const std::string& path, uint64_t max_bytes = std::numeric_limits<uint64_t>::max());
 
-/// The file parsed as JSON; "<path>: not valid JSON: <where>" when it is not.
-nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes = uint64_t(256) << 20);
+/// JSON nested deeper than this is refused: every reader of the value (and its messages) may
+/// then recurse without a stack overflow, and no file esa reads needs more than a handful.
+constexpr int kMaxJsonDepth = 64;
+
+/// The one JSON parser of esa: "<what>: not valid JSON: <where>" when the text is not JSON,
+/// "<what>: JSON nested deeper than 64 levels" past kMaxJsonDepth. `top_keys` (optional): the
+/// keys of the top-level object in the order the text gives them, each once (objects are parsed
+/// into sorted maps: linear-logarithmic in their size, where an insertion-ordered one is quadratic).
+nlohmann::json parse_json(std::string_view text, const std::string& what, std::vector<std::string>* top_keys = nullptr);
+
+/// A JSON value for a one-line message: a scalar's text (at most 40 characters, invalid UTF-8
+/// replaced, newlines escaped as JSON escapes them) or "a JSON object of N entries" (never the
+/// whole of a large or nested value).
+std::string json_excerpt(const nlohmann::json& v);
+
+/// The file parsed by parse_json, named by its path.
+nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes = uint64_t(256) << 20,
+                              std::vector<std::string>* top_keys = nullptr);
 
 }  // namespace esa

@@ -26,7 +26,7 @@ namespace esa::io {
 namespace {
 
 namespace fs = std::filesystem;
-using Json = nlohmann::ordered_json;  // keeps header order, the tie-break for equal offsets
+using Json = nlohmann::json;
 
 struct DtypeEntry {
   SafetensorsDtype dtype;
@@ -84,10 +84,8 @@ std::string quote_name(std::string_view s) {
 
 /// A JSON value abbreviated for a message: its type and, for scalars, its text.
 std::string describe(const Json& v) {
-  if (v.is_object() || v.is_array()) return fmt::format("a JSON {}", v.type_name());
-  std::string text = v.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (text.size() > 40) text = text.substr(0, 37) + "...";
-  return fmt::format("{} ({})", text, v.type_name());
+  if (v.is_object() || v.is_array()) return json_excerpt(v);
+  return fmt::format("{} ({})", json_excerpt(v), v.type_name());
 }
 
 /// A JSON integer >= 0 as uint64, or std::nullopt (negative, fractional, not a number).
@@ -173,18 +171,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
             header_size_);
 
   const auto* begin = reinterpret_cast<const char*>(file_->data() + 8);
-  Json header;
-  try {
-    header = Json::parse(begin, begin + header_size_);
-  } catch (const nlohmann::json::exception& e) {
-    ESA_FAIL("{}: header is not valid JSON: {}", path, e.what());
-  }
+  std::vector<std::string> order;  // the header's order: the tie-break for equal offsets
+  const Json header = parse_json(std::string_view(begin, header_size_), path + ": header", &order);
   ESA_CHECK(header.is_object(), "{}: header is a JSON {}, expected an object", path,
             header.type_name());
 
   const uint64_t data_size = size - data_offset();
   const uint8_t* data = file_->data() + data_offset();
-  for (const auto& [key, value] : header.items()) {
+  for (const std::string& key : order) {
+    const Json& value = header.at(key);
     if (key == "__metadata__") {
       ESA_CHECK(value.is_object(), "{}: __metadata__ is {}, expected an object of strings", path,
                 describe(value));
@@ -246,7 +241,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     const auto off_end = as_unsigned((*off_it)[1]);
     ESA_CHECK(off_begin.has_value() && off_end.has_value(),
               "{}: data_offsets {} must be two non-negative integers", where,
-              off_it->dump(-1, ' ', false, Json::error_handler_t::replace));
+              json_excerpt(*off_it));
     ESA_CHECK(*off_begin <= *off_end, "{}: data_offsets [{}, {}] end before they begin", where,
               *off_begin, *off_end);
     ESA_CHECK(*off_end <= data_size,

@@ -192,9 +192,7 @@ class JsonReader {
     return *v;
   }
   [[noreturn]] void fail_type(const char* k, const Json& v, const char* expected) const {
-    std::string text = v.dump(-1, ' ', false, Json::error_handler_t::replace);
-    if (text.size() > 40) text = text.substr(0, 37) + "...";
-    ESA_FAIL("{}: key '{}' is {} ({}), expected {}", path_, key(k), text, v.type_name(), expected);
+    ESA_FAIL("{}: key '{}' is {} ({}), expected {}", path_, key(k), json_excerpt(v), v.type_name(), expected);
   }
 
   const Json& object_;

@@ -51,11 +51,7 @@ json read_json(const std::string& path) {
   return j;
 }
 
-std::string short_dump(const json& j) {
-  std::string s = j.dump();
-  if (s.size() > 160) s = s.substr(0, 157) + "...";
-  return s;
-}
+std::string short_dump(const json& j) { return json_excerpt(j); }
 
 std::string json_type(const json& j) { return j.is_object() ? j.value("type", "") : ""; }
 
@@ -120,7 +116,7 @@ void read_tokenizer_json(const json& tj, const std::string& path, TokenizerSpec&
   int64_t n = 0;
   for (const auto& [piece, id] : model["vocab"].items()) {
     ESA_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < INT32_MAX,
-              "{}: model.vocab['{}'] = {} is not a token id", path, piece, id.dump());
+              "{}: model.vocab['{}'] = {} is not a token id", path, piece, json_excerpt(id));
     n = std::max(n, id.get<int64_t>() + 1);
   }
   for (const json& a : added) {
