@@ -1,5 +1,10 @@
 #include "core/file_io.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -8,20 +13,76 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 
 namespace esa {
 
+int open_regular_file(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    ESA_CHECK(e != ENOENT, "{}: no such file", path);
+    ESA_FAIL("{}: cannot open: {}", path, std::strerror(e));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const mode_t mode = st.st_mode;
+    ::close(fd);
+    ESA_CHECK(!S_ISDIR(mode), "{}: is a folder, expected a file", path);
+    const char* kind = S_ISDIR(mode) ? "a folder" : S_ISFIFO(mode) ? "a FIFO" : S_ISCHR(mode) ? "a character device"
+                       : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a file";
+    ESA_FAIL("{}: not a regular file ({}), expected a file", path, kind);
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return fd;
+}
+
+namespace {
+// Reads up to `limit` bytes (stops at the end of the file); throws on a read error.
+std::string read_up_to(int fd, const std::string& path, uint64_t limit) {
+  std::string out;
+  char buf[1 << 16];
+  while (out.size() < limit) {
+    const size_t want = size_t(std::min<uint64_t>(sizeof(buf), limit - out.size()));
+    const ssize_t n = ::read(fd, buf, want);
+    if (n < 0 && errno == EINTR) {
+      check_interrupt();
+      continue;
+    }
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      ESA_FAIL("{}: read error: {}", path, std::strerror(e));
+    }
+    if (n == 0) break;
+    out.append(buf, size_t(n));
+  }
+  return out;
+}
+}  // namespace
+
+std::string read_prefix(const std::string& path, size_t n) {
+  const int fd = open_regular_file(path);
+  std::string out = read_up_to(fd, path, n);
+  ::close(fd);
+  return out;
+}
+
 std::string read_file(const std::string& path, uint64_t max_bytes) {
-  std::error_code ec;
-  ESA_CHECK(!std::filesystem::is_directory(path, ec), "{}: is a folder, expected a file", path);
-  std::ifstream in(path, std::ios::binary);
-  ESA_CHECK(in.good(), "{}: cannot open: {}", path, std::strerror(errno));
-  const auto size = std::filesystem::file_size(path, ec);
-  ESA_CHECK(ec || size <= max_bytes, "{}: {} bytes, more than the {} this file may have", path, size, max_bytes);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  ESA_CHECK(!in.bad(), "{}: read error", path);
-  return ss.str();
+  const int fd = open_regular_file(path);
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && uint64_t(st.st_size) > max_bytes) {
+    ::close(fd);
+    ESA_FAIL("{}: {} bytes, more than the {} this file may have", path, uint64_t(st.st_size), max_bytes);
+  }
+  // One byte past the cap tells a file that grew past it since the fstat.
+  const uint64_t limit = max_bytes == std::numeric_limits<uint64_t>::max() ? max_bytes : max_bytes + 1;
+  std::string out = read_up_to(fd, path, limit);
+  ::close(fd);
+  ESA_CHECK(out.size() <= max_bytes, "{}: more than the {} bytes this file may have", path, max_bytes);
+  return out;
 }
 
 namespace {

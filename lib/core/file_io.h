@@ -12,6 +12,14 @@
 
 namespace esa {
 
+/// Opens `path` for reading without blocking on what is not a file: a FIFO, a device (/dev/zero,
+/// a terminal) or a socket is refused ("<path>: not a regular file (a FIFO)") before any read;
+/// a folder too. Returns the descriptor (blocking reads from here on); the caller closes it.
+int open_regular_file(const std::string& path);
+
+/// The first `n` bytes of a regular file (fewer if it is shorter), for a format's magic.
+std::string read_prefix(const std::string& path, size_t n);
+
 /// The file's bytes. Throws esa::Error naming `path` when it cannot be opened or read, or when
 /// it is larger than `max_bytes` (a guard against reading a wrong, huge path whole).
 std::string read_file(const std::string& path, uint64_t max_bytes = std::numeric_limits<uint64_t>::max());

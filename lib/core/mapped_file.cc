@@ -11,21 +11,17 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace esa {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  ESA_CHECK(fd >= 0, "{}: cannot open: {}", path, std::strerror(errno));
+  const int fd = open_regular_file(path);  // never blocks on a FIFO; refuses devices
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int err = errno;
     ::close(fd);
     ESA_FAIL("{}: cannot stat: {}", path, std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    ESA_FAIL("{}: not a regular file", path);
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {

@@ -1,6 +1,8 @@
 // SHA-256 after FIPS 180-4; checked in tests against the standard test vectors and Python hashlib.
 #include "core/sha256.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace esa {
 namespace {
@@ -103,7 +106,9 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string sha256_file(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  const int fd = open_regular_file(path);  // never blocks on a FIFO; refuses devices (/dev/zero)
+  std::unique_ptr<FILE, int (*)(FILE*)> f(::fdopen(fd, "rb"), &std::fclose);
+  if (f == nullptr) ::close(fd);
   ESA_CHECK(f != nullptr, "{}: cannot open: {}", path, std::strerror(errno));
   Sha256 h;
   std::vector<char> buf(1 << 20);

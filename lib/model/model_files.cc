@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/sha256.h"
 #include "core/sha256_cache.h"
 #include "io/gguf.h"
@@ -29,11 +30,7 @@ ModelFormat detect_model_format(const std::string& path) {
   // A .gguf name is taken at its word, so that a corrupt GGUF gets the GGUF reader's precise
   // message (bad magic, truncation) rather than "not a model".
   if (path.ends_with(".gguf")) return ModelFormat::gguf;
-  std::ifstream in(path, std::ios::binary);
-  ESA_CHECK(in.good(), "{}: cannot open", path);
-  char magic[4] = {0, 0, 0, 0};
-  in.read(magic, 4);
-  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return ModelFormat::gguf;
+  if (read_prefix(path, 4) == "GGUF") return ModelFormat::gguf;
   if (path.ends_with(".safetensors")) return ModelFormat::safetensors;
   ESA_FAIL("{}: not a model: neither a GGUF file (magic \"GGUF\") nor a safetensors file or folder", path);
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "io/gguf.h"
 #include "text/bpe_tokenizer.h"
 #include "text/sentencepiece_tokenizer.h"
@@ -82,10 +83,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path) {
       filename == "tokenizer_config.json") {
     return make_tokenizer(tokenizer_spec_from_hf_dir(path.parent_path().string()));
   }
-  char magic[4] = {};
-  std::ifstream in(model_path, std::ios::binary);
-  in.read(magic, 4);
-  if (path.extension() == ".gguf" || (in.gcount() == 4 && std::string_view(magic, 4) == "GGUF")) {
+  if (path.extension() == ".gguf" || read_prefix(model_path, 4) == "GGUF") {
     const io::GgufFile gguf(model_path);
     return make_tokenizer(tokenizer_spec_from_gguf(gguf));
   }

@@ -209,7 +209,7 @@ TEST(ConfigHf, InvalidConfigsNameTheFileAndKey) {
                {"config is a JSON array, expected an object"});
   std::ofstream(dir + "/broken.json") << R"({"model_type": "llama",)";
   expect_error([&] { config_from_hf_json(dir + "/broken.json"); }, dir + "/broken.json", {"not valid JSON"});
-  expect_error([&] { config_from_hf_json(dir + "/absent.json"); }, dir + "/absent.json", {"cannot open"});
+  expect_error([&] { config_from_hf_json(dir + "/absent.json"); }, dir + "/absent.json", {"no such file"});
 }
 
 TEST(Config, ValidateAndNames) {

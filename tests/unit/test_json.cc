@@ -1,8 +1,11 @@
 // parse_json, the one JSON reader (core/file_io.h): depth cap, top-level key order, one-line
 // excerpts of values for messages, and a wide object in linear-logarithmic time.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "core/error.h"
@@ -63,6 +66,31 @@ TEST(Json, ExcerptsAreShortAndOneLine) {
   const std::string text = json_excerpt(nlohmann::json(std::string("line\nbreak") + std::string(100, 'x')));
   EXPECT_EQ(text.find('\n'), std::string::npos);
   EXPECT_LE(text.size(), 40u);
+}
+
+// A FIFO, a device and a folder are refused before any read: no open() that waits for a writer,
+// no read of /dev/zero until memory runs out.
+TEST(FileIo, WhatIsNotARegularFileIsRefusedWithoutBlocking) {
+  char dir_template[] = "/tmp/esa_fifo_XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  const std::string fifo = dir + "/pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message([&] { read_file(fifo); }).find(fifo + ": not a regular file (a FIFO)"), std::string::npos);
+  EXPECT_NE(message([&] { read_prefix(fifo, 4); }).find("(a FIFO)"), std::string::npos);
+  EXPECT_NE(message([&] { read_file("/dev/zero"); }).find("/dev/zero: not a regular file (a character device)"),
+            std::string::npos);
+  EXPECT_NE(message([&] { read_file(dir); }).find("is a folder"), std::string::npos);
+  EXPECT_NE(message([&] { read_file(dir + "/absent"); }).find("absent: no such file"), std::string::npos);
+  ::unlink(fifo.c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace
