@@ -5,6 +5,7 @@
 #include <limits>
 
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include "core/child_probe.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/half.h"
 #include "core/memory_limit.h"
 
@@ -242,7 +244,7 @@ H5File H5File::create(const std::string& path) {
 
 H5File H5File::open(const std::string& path) {
   quiet_hdf5();
-  ESA_CHECK(std::filesystem::is_regular_file(path), "{}: no such file", path);
+  ::close(open_regular_file(path));  // "no such file", or what it is instead of a file (never blocks)
   check_structure_in_child(path);
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ESA_CHECK(id >= 0, "{}: not a readable HDF5 file (truncated, corrupt or another format)", path);
@@ -252,7 +254,7 @@ H5File H5File::open(const std::string& path) {
 
 H5File H5File::open_rw(const std::string& path) {
   quiet_hdf5();
-  ESA_CHECK(std::filesystem::is_regular_file(path), "{}: no such file", path);
+  ::close(open_regular_file(path));  // "no such file", or what it is instead of a file (never blocks)
   check_structure_in_child(path);
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   ESA_CHECK(id >= 0, "{}: cannot open the HDF5 file for writing (truncated, corrupt, read-only or in use)", path);
