@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/fault_guard.h"
 #include "core/sha256.h"
 
 namespace esa {
@@ -62,6 +63,7 @@ AtomicOutput::AtomicOutput(std::string path, bool overwrite) : path_(std::move(p
   ESA_CHECK(!std::filesystem::exists(path_) || std::filesystem::is_regular_file(path_),
             "{}: not a regular file (esa writes a temporary file and renames it onto the output)", path_);
   temp_ = sibling(path_, ".partial-" + std::to_string(::getpid()));
+  fault_slot_ = remove_on_fault(temp_);
 }
 
 int AtomicOutput::remove_stale(const std::string& path) {
@@ -82,6 +84,7 @@ int AtomicOutput::remove_stale(const std::string& path) {
 }
 
 AtomicOutput::~AtomicOutput() {
+  keep_on_fault(fault_slot_);
   if (!committed_) {
     std::error_code ec;
     std::filesystem::remove(temp_, ec);
@@ -97,6 +100,8 @@ void AtomicOutput::commit() {
     ESA_FAIL("{}: cannot rename {} onto it ({})", path_, temp_, std::strerror(errno));
   }
   committed_ = true;
+  keep_on_fault(fault_slot_);
+  fault_slot_ = -1;
   fsync_path(folder_of(path_), true);  // best effort: the rename itself is durable on most filesystems
 }
 
@@ -140,6 +145,7 @@ OutputLock::OutputLock(const std::string& path, const std::vector<RunInput>& inp
     if (::fstat(fd, &held) == 0 && ::stat(lock_path_.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
         held.st_dev == named.st_dev) {
       fd_ = fd;
+      fault_slot_ = remove_on_fault(lock_path_);
       const std::string pid = std::to_string(::getpid());
       if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
       return;
@@ -151,6 +157,7 @@ OutputLock::OutputLock(const std::string& path, const std::vector<RunInput>& inp
 
 OutputLock::~OutputLock() {
   if (fd_ < 0) return;
+  keep_on_fault(fault_slot_);
   ::unlink(lock_path_.c_str());  // while still held: a waiting run then finds no file, or a new one
   ::close(fd_);
 }

@@ -33,6 +33,7 @@ class AtomicOutput {
  private:
   std::string path_, temp_;
   bool committed_ = false;
+  int fault_slot_ = -1;  // core/fault_guard.h: removed if the process ends on a mapped-file fault
 };
 
 /// An input of a run, named by its flag: (flag, path), e.g. {"--model", "m.gguf"}.
@@ -55,6 +56,7 @@ class OutputLock {
  private:
   std::string lock_path_;
   int fd_ = -1;
+  int fault_slot_ = -1;
 };
 
 /// The same input check alone (for outputs that are not locked).

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/fault_guard.h"
 #include "core/file_io.h"
 
 namespace esa {
@@ -32,24 +33,28 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       ESA_FAIL("{}: cannot map {} bytes: {}", path, size_, std::strerror(err));
     }
     data_ = static_cast<const uint8_t*>(p);
+    guard_ = guard_mapping(data_, size_, path_);
   }
   ::close(fd);
 }
 
 MappedFile::~MappedFile() {
+  unguard_mapping(guard_);
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)), guard_(std::exchange(other.guard_, -1)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
+    unguard_mapping(guard_);
     if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
     path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    guard_ = std::exchange(other.guard_, -1);
   }
   return *this;
 }

@@ -28,6 +28,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  int guard_ = -1;  // core/fault_guard.h: a SIGBUS in the mapping is a one-line error
 };
 
 }  // namespace esa

@@ -1,15 +1,22 @@
-// parse_json, the one JSON reader (core/file_io.h): depth cap, top-level key order, one-line
-// excerpts of values for messages, and a wide object in linear-logarithmic time.
+// core/file_io.h and the fault guard: parse_json, the one JSON reader (depth cap, top-level key
+// order, one-line excerpts of values for messages, a wide object in linear-logarithmic time);
+// reads that refuse what is not a regular file; a mapped file truncated under the reader.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <string>
 
 #include "core/error.h"
+#include "core/atomic_output.h"
 #include "core/file_io.h"
+#include "core/mapped_file.h"
 
 namespace esa {
 namespace {
@@ -91,6 +98,46 @@ TEST(FileIo, WhatIsNotARegularFileIsRefusedWithoutBlocking) {
   EXPECT_NE(message([&] { read_file(dir + "/absent"); }).find("absent: no such file"), std::string::npos);
   ::unlink(fifo.c_str());
   ::rmdir(dir.c_str());
+}
+
+// A mapped file truncated under the reader: SIGBUS becomes the one-line error and exit status 1,
+// and the run's temporary output is removed (in a child process: the fault ends it).
+TEST(FileIo, MappedFileTruncatedWhileReadIsOneLineErrorNotASignal) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers own SIGBUS";
+#endif
+  char dir_template[] = "/tmp/esa_sigbus_XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  const std::string path = dir + "/model.gguf", out = dir + "/out.h5";
+  { std::ofstream(path, std::ios::binary) << std::string(1 << 20, 'x'); }
+  int pipe_fd[2];
+  ASSERT_EQ(::pipe(pipe_fd), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::dup2(pipe_fd[1], STDERR_FILENO);
+    const AtomicOutput output(out, true);
+    { std::ofstream(output.temp_path()) << "partial"; }
+    const MappedFile mapped(path);
+    if (::truncate(path.c_str(), 0) != 0) ::_exit(3);
+    volatile uint8_t sink = mapped.data()[(1 << 20) - 1];  // past the new end: SIGBUS
+    (void)sink;
+    ::_exit(4);  // not reached
+  }
+  ::close(pipe_fd[1]);
+  std::string err;
+  char buf[512];
+  for (ssize_t n; (n = ::read(pipe_fd[0], buf, sizeof buf)) > 0;) err.append(buf, size_t(n));
+  ::close(pipe_fd[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
+  EXPECT_EQ(err, "esa: error: " + path + ": the file shrank while mapped (truncated or replaced by another program "
+                 "while esa read it)\n");
+  int leftovers = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) leftovers += e.path().filename() != "model.gguf";
+  EXPECT_EQ(leftovers, 0) << "the temporary output is removed";
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
