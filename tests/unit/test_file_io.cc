@@ -105,6 +105,10 @@ TEST(FileIo, WhatIsNotARegularFileIsRefusedWithoutBlocking) {
 TEST(FileIo, MappedFileTruncatedWhileReadIsOneLineErrorNotASignal) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "the sanitizers own SIGBUS";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  GTEST_SKIP() << "the sanitizers own SIGBUS";
+#endif
 #endif
   char dir_template[] = "/tmp/esa_sigbus_XXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
