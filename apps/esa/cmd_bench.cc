@@ -155,7 +155,7 @@ double peak_rss_mib() {
 // last token.
 void run_bench_model(const BenchModelOptions& opt) {
   ESA_CHECK(opt.decode >= 0, "--decode must be >= 0, got {}", opt.decode);
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  cli::apply_threads(opt.threads);
   const std::vector<int64_t> lengths = parse_lengths(opt.prefill, "--prefill");
   const Placement device = parse_placement(opt.device, opt.kv_offload);
   const LlamaModel model = LlamaModel::load(opt.model, device);

@@ -77,7 +77,7 @@ double median(std::vector<double> v) {
 
 void run_bench_attention(const BenchAttentionOptions& opt) {
   ESA_CHECK(opt.steps >= 1, "--steps must be >= 1, got {}", opt.steps);
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  cli::apply_threads(opt.threads);
   const Shape shape = parse_shape(opt.shape);
   ModelConfig config;
   config.n_layers = 1;

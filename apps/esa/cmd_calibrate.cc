@@ -5,10 +5,11 @@
 
 #include <cmath>
 
-#include "core/atomic_output.h"
 #include "calib/calibrate.h"
 #include "commands.h"
+#include "core/atomic_output.h"
 #include "core/error.h"
+#include "policy_flags.h"
 
 namespace esa::cli {
 namespace {
@@ -21,11 +22,28 @@ struct CalibrateCliOptions {
   bool quiet = false;
 };
 
+// A flag's number must be finite and inside its interval ("" when it is; CLI11 prints the rest).
+CLI::Validator finite_in(double low, bool low_open, double high, const char* what) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return "not a number: " + text;
+        } catch (const std::exception&) {
+          return "not a number: " + text;
+        }
+        const bool ok = std::isfinite(v) && (low_open ? v > low : v >= low) && v <= high;
+        return ok ? std::string() : fmt::format("{} is not {}", text, what);
+      },
+      what);
+}
+
 std::string cell(double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.3f}", v); }
 
 void run_calibrate(CalibrateCliOptions& opt) {
-  ESA_CHECK(opt.threads >= 0, "--threads must be >= 0, got {}", opt.threads);
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  cli::apply_threads(opt.threads);
   opt.calib.method = calib::parse_method(opt.method);
   ESA_CHECK(opt.loss == "mse" || opt.loss == "rank", "unknown --loss '{}' (expected mse or rank)", opt.loss);
   opt.calib.adam.loss = opt.loss == "mse" ? calib::Loss::mse : calib::Loss::rank;
@@ -74,21 +92,30 @@ void register_calibrate(CLI::App& app) {
                   "closed: whitened-SVD optimum of the pair-averaged score MSE (with bias); adam: closed, refined "
                   "by Adam on causal pairs; pca: Loki-style PCA of the keys (baseline)")
       ->capture_default_str();
-  cmd->add_option("--dim", c.dim, "Compressed dimension d' for every layer")->capture_default_str();
+  CLI::Option* dim = cmd->add_option("--dim", c.dim, "Compressed dimension d' for every layer")->capture_default_str();
   cmd->add_option("--energy", c.energy,
-                  "Instead of --dim: per layer, the smallest d' keeping this fraction of the spectrum (e.g. 0.95)");
-  cmd->add_option("--holdout", c.holdout, "Fraction of the sequences held out for evaluation")->capture_default_str();
+                  "Instead of --dim: per layer, the smallest d' keeping this fraction of the spectrum (e.g. 0.95)")
+      ->check(finite_in(0.0, true, 1.0, "a fraction in (0, 1]"))
+      ->excludes(dim);
+  cmd->add_option("--holdout", c.holdout, "Fraction of the sequences held out for evaluation")
+      ->check(finite_in(0.0, true, 0.999, "a fraction in (0, 1)"))
+      ->capture_default_str();
   cmd->add_option("--skip", c.skip, "Sink tokens per sequence never scored (the inference's --init)")
       ->capture_default_str();
   cmd->add_option("--ridge", c.ridge, "closed: relative eigenvalue floor of the regularised inverses")
+      ->check(finite_in(0.0, false, 1.0, "a floor in [0, 1]"))
       ->capture_default_str();
   cmd->add_option("--epochs", c.adam.epochs, "adam: epochs")->capture_default_str();
   cmd->add_option("--batch", c.adam.batch, "adam: queries per batch")->capture_default_str();
   cmd->add_option("--batch-keys", c.adam.keys, "adam: keys per batch (pairs masked causally)")->capture_default_str();
-  cmd->add_option("--lr", c.adam.lr, "adam: learning rate")->capture_default_str();
+  cmd->add_option("--lr", c.adam.lr, "adam: learning rate")
+      ->check(finite_in(0.0, true, 1e6, "a positive learning rate"))
+      ->capture_default_str();
   cmd->add_option("--loss", opt->loss, "adam: mse (the paper's) or rank (KL of the softmaxed scores, per query)")
       ->capture_default_str();
-  cmd->add_option("--temperature", c.adam.temperature, "adam --loss rank: softmax temperature")->capture_default_str();
+  cmd->add_option("--temperature", c.adam.temperature, "adam --loss rank: softmax temperature")
+      ->check(finite_in(0.0, true, 1e6, "a positive temperature"))
+      ->capture_default_str();
   cmd->add_option("--eval-queries", c.eval.queries, "Held-out queries per layer")->capture_default_str();
   cmd->add_option("--seed", c.seed, "Seed of the sampling (adam batches, evaluation queries)")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();

@@ -28,8 +28,7 @@ struct DumpCliOptions {
 };
 
 void run_dump(DumpCliOptions& opt) {
-  ESA_CHECK(opt.threads >= 0, "--threads must be >= 0, got {}", opt.threads);
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  apply_threads(opt.threads);
   opt.dump.score_space = attention::parse_score_space(opt.score_space);
   opt.dump.progress = !opt.quiet;
   const OutputLock lock(opt.dump.output, {{"--model", opt.model}, {"--text", opt.dump.text_path}});

@@ -133,11 +133,10 @@ void write_results(const std::string& path, const io::Provenance& prov, const st
 }
 
 void run_eval_command(EvalCliOptions& o) {
-  ESA_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
   const Placement device = parse_placement(o.device, o.kv_offload);
   ESA_CHECK(o.chat == "auto" || o.chat == "on" || o.chat == "off", "bad --chat '{}' (expected auto, on or off)", o.chat);
   ESA_CHECK(!(o.resume && o.force), "--resume and --force contradict each other (continue, or start over?)");
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  apply_threads(o.threads);
   tasks::EvalGrid grid;
   grid.lengths = tasks::parse_lengths(o.lengths);
   grid.depths = tasks::parse_depths(o.depths);
@@ -149,10 +148,15 @@ void run_eval_command(EvalCliOptions& o) {
   for (const std::string& name : split_list(o.policy.policy, "--policy")) {
     PolicyFlags one = o.policy;
     one.policy = name;
-    policies.push_back({name, to_policy_options(one)});
+    policies.push_back({name, to_policy_options(one, /*list=*/true)});
     ESA_CHECK(std::find(labels.begin(), labels.end(), name) == labels.end(), "--policy lists '{}' twice", name);
     labels.push_back(name);
   }
+  ESA_CHECK(o.policy.projection.empty() || std::any_of(policies.begin(), policies.end(), [](const auto& p) {
+              return p.options.kind == attention::PolicyKind::esa;
+            }),
+            "--proj {} is a projection for --policy esa, which --policy {} does not list", o.policy.projection,
+            o.policy.policy);
   // The output's folder and the existing-file rule before any work.
   ESA_CHECK(o.dry_run || !o.output.empty(), "esa eval: --output is required");
   if (!o.dry_run) AtomicOutput check(o.output, o.force || o.resume);

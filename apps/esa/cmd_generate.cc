@@ -36,10 +36,10 @@ struct GenerateCliOptions {
 
 void run_generate(const GenerateCliOptions& opt) {
   ESA_CHECK(!opt.prompt.empty(), "esa generate: --prompt is empty");
-  ESA_CHECK(opt.threads >= 0, "--threads must be >= 0, got {}", opt.threads);
   const attention::PolicyOptions policy_options = to_policy_options(opt.policy);
   ESA_CHECK(opt.max_context >= 0, "--max-context must be >= 0, got {}", opt.max_context);
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  apply_threads(opt.threads);
+  ESA_CHECK(opt.max_new >= 0, "--max-new must be >= 0, got {}", opt.max_new);
   const auto t0 = std::chrono::steady_clock::now();
   const auto tok = text::load_tokenizer(opt.model);
   const LlamaModel model = LlamaModel::load(opt.model, parse_placement(opt.device, opt.kv_offload));

@@ -321,8 +321,7 @@ void run_grid(SweepCliOptions& o, const sweep::MpiSession& mpi) {
 }
 
 void run_sweep(SweepCliOptions& o) {
-  ESA_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  apply_threads(o.threads);
   if (!o.merge.empty()) return run_merge(o);
   // Under mpirun every rank validates the grid and plans the same cells; rank 0 alone reads and
   // writes the output, and an error on any rank stops them all.

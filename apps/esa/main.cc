@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
 
 #include "commands.h"
 #include "core/error.h"
@@ -55,8 +56,18 @@ int main(int argc, char** argv) {
   esa::cli::register_bench(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, as every other error (CLI11's own exit() adds "Run with --help ..." on a second).
+    std::string what = e.what();
+    for (char& c : what) c = c == '\n' ? ' ' : c;
+    fmt::print(stderr, "esa: error: {} (esa --help, or esa <command> --help)\n", what);
+    return e.get_exit_code() != 0 ? e.get_exit_code() : 1;
   } catch (const esa::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "esa: error: {}\n", e.what());

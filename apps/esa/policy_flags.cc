@@ -1,5 +1,7 @@
 #include "policy_flags.h"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "core/error.h"
@@ -16,6 +18,11 @@ std::vector<std::string> split_list(const std::string& text, const char* flag) {
     start = end + 1;
   }
   return out;
+}
+
+void apply_threads(int threads) {
+  ESA_CHECK(threads >= 0 && threads <= 1024, "--threads {}: expected 0 (all cores) to 1024", threads);
+  if (threads > 0) omp_set_num_threads(threads);
 }
 
 void add_device_flags(CLI::App* cmd, std::string& device, bool& kv_offload) {
@@ -48,15 +55,17 @@ void add_policy_flags(CLI::App* cmd, PolicyFlags& f) {
       ->capture_default_str();
 }
 
-attention::PolicyOptions to_policy_options(const PolicyFlags& f) {
+attention::PolicyOptions to_policy_options(const PolicyFlags& f, bool list) {
   attention::PolicyOptions o;
   o.kind = attention::parse_policy(f.policy);
+  ESA_CHECK(list || o.kind == attention::PolicyKind::esa || f.projection.empty(),
+            "--proj {} is a projection for --policy esa; --policy {} would ignore it", f.projection, f.policy);
   o.budget = f.budget;
   o.eps = f.eps;
   o.heads = attention::parse_head_mode(f.heads);
   o.score_space = attention::parse_score_space(f.score_space);
   o.w = f.w;
-  o.projection = f.projection;
+  o.projection = o.kind == attention::PolicyKind::esa ? f.projection : "";  // the others score without one
   o.validate();
   return o;
 }

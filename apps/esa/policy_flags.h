@@ -32,6 +32,11 @@ void add_device_flags(CLI::App* cmd, std::string& device, bool& kv_offload);
 /// Adds --policy, --init, --local, --select, --chunk, --eps, --heads, --score-space, --w, --proj.
 void add_policy_flags(CLI::App* cmd, PolicyFlags& flags);
 /// Parses and validates the flags (esa::Error on bad values).
-attention::PolicyOptions to_policy_options(const PolicyFlags& flags);
+/// Checks --threads (0: OpenMP's default, else 1 .. 1024) and applies it.
+void apply_threads(int threads);
+
+/// `list`: one of several policies of a --policy list (--proj then applies to the esa ones only;
+/// alone, --proj with another policy is refused as ignored).
+attention::PolicyOptions to_policy_options(const PolicyFlags& flags, bool list = false);
 
 }  // namespace esa::cli

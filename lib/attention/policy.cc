@@ -53,6 +53,13 @@ void PolicyOptions::validate() const {
   ESA_CHECK(budget.chunk >= 1, "--chunk must be >= 1, got {}", budget.chunk);
   ESA_CHECK(eps >= 0, "--eps must be >= 0, got {}", eps);
   ESA_CHECK(w >= -1, "--w must be >= 0 (or -1 for --local), got {}", w);
+  // Each at most 2^40 tokens (no context is longer), so that their sums cannot overflow.
+  constexpr int64_t kMaxTokens = int64_t(1) << 40;
+  for (const auto& [flag, v] : {std::pair{"--init", budget.init}, std::pair{"--local", budget.local},
+                                std::pair{"--select", budget.select}, std::pair{"--chunk", budget.chunk},
+                                std::pair{"--eps", eps}, std::pair{"--w", w}}) {
+    ESA_CHECK(v <= kMaxTokens, "{} {} is more than 2^40 tokens (no context is that long)", flag, v);
+  }
 }
 
 void PolicyOptions::check_selective_for(int64_t context) const {

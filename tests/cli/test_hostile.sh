@@ -68,6 +68,24 @@ head -c 20000 "$README" >"$WORK/text.txt"
 row empty_text "empty.txt: empty text" "$WORK/q.h5" "$ESA" dump --model "$TINY" --seq-len 128 --text "$WORK/empty.txt" -o "$WORK/q.h5" -q
 row non_utf8_text "latin1.txt: not UTF-8 text (invalid byte 0xe9 at line 1" "$WORK/q.h5" \
   "$ESA" dump --model "$TINY" --seq-len 128 --text "$WORK/latin1.txt" -o "$WORK/q.h5" -q
+# --- flags: every bad value is one line before any work ----------------------------------------
+row unknown_flag "The following argument was not expected: --bogus" - "$ESA" info --bogus
+row negative_max_new "--max-new must be >= 0, got -5" - "$ESA" generate --model "$TINY" --prompt hi -n -5
+row too_many_threads "--threads 10000: expected 0 (all cores) to 1024" - "$ESA" generate --model "$TINY" --prompt hi --threads 10000
+row budget_past_any_context "--init 99999999999999999 is more than 2^40 tokens" - \
+  "$ESA" generate --model "$TINY" --prompt hi --policy streaming --init 99999999999999999
+row proj_without_esa "is a projection for --policy esa; --policy full would ignore it" - \
+  "$ESA" generate --model "$TINY" --prompt hi --policy full --proj "$WORK/none.h5"
+row energy_nan "--energy: nan is not a fraction in (0, 1]" - "$ESA" calibrate --qk "$WORK/none.h5" --energy nan -o "$WORK/p.h5"
+row energy_zero "--energy: 0 is not a fraction in (0, 1]" - "$ESA" calibrate --qk "$WORK/none.h5" --energy 0 -o "$WORK/p.h5"
+row energy_with_dim "--dim excludes --energy" - "$ESA" calibrate --qk "$WORK/none.h5" --energy 0.9 --dim 4 -o "$WORK/p.h5"
+row ridge_nan "--ridge: nan is not a floor in [0, 1]" - "$ESA" calibrate --qk "$WORK/none.h5" --ridge nan -o "$WORK/p.h5"
+mkfifo "$WORK/fifo.txt"
+row fifo_text "fifo.txt: not a regular file (a FIFO)" "$WORK/q.h5" \
+  timeout 10 "$ESA" dump --model "$TINY" --seq-len 128 --text "$WORK/fifo.txt" -o "$WORK/q.h5" -q
+row device_text "/dev/zero: not a regular file (a character device)" "$WORK/q.h5" \
+  timeout 10 "$ESA" dump --model "$TINY" --seq-len 128 --text /dev/zero -o "$WORK/q.h5" -q
+row fifo_model "fifo.txt: not a regular file (a FIFO)" - timeout 10 "$ESA" info --model "$WORK/fifo.txt"
 row overflowing_activations "layer 0's key at position 0 is" "$WORK/q.h5" \
   "$ESA" dump --model "$WORK/models/overflow.gguf" --seq-len 128 --tokens 128 --text "$WORK/text.txt" -o "$WORK/q.h5" -q
 row non_utf8_prompt "--prompt: not UTF-8 text" - "$ESA" generate --model "$TINY" --prompt $'\xff\xfe' --max-new 1
