@@ -1,7 +1,7 @@
 // See flash_attention.cuh.
 //
-// Grid (query block, KV head, split). A block of 4 warps owns 64 (query, head) rows of one KV
-// group (16 a warp) and walks its split's share of the column tiles (the listed rows' tiles, then
+// Grid (query block, KV head, split). A block of W = 4 or 8 warps owns 16 W (query, head) rows of
+// one KV group (16 a warp) and walks its split's share of the column tiles (the listed rows' tiles, then
 // the range's up to its last query's position), 64 keys at a time, as FlashAttention-2:
 //   K, V tiles -> shared memory by cp.async, double-buffered (tile j + 1 lands while j is used);
 //   S = Q K^T by mma.sync m16n8k16 (bf16 in, f32 out): Q, S, P and O live in registers, the
@@ -10,10 +10,12 @@
 //   P (bf16) is the next mma's A operand straight from S's registers.
 // One split writes the normalised output; several write (O, m, l) and a merge kernel combines
 // them. Shared memory: Q and two K, V stages, rows padded by 16 bytes so that ldmatrix's 8 rows
-// fall in distinct banks (85 KB at d = 128: two blocks per SM).
+// fall in distinct banks (d = 128: 85 KB with 4 warps, two blocks per SM; 102 KB with 8, one:
+// the registers, ~240 a thread, allow no more).
 #include "flash_attention.cuh"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "device_query.cuh"
 #include "tensor_core.cuh"
@@ -24,27 +26,37 @@ namespace {
 using bf16 = __nv_bfloat16;
 using namespace tc;
 
-constexpr int kRows = 64;  // (query, head) rows per block
 constexpr int kCols = 64;  // keys per tile
-constexpr int kWarps = kRows / 16;
-constexpr int kThreads = kWarps * 32;
 constexpr int kMaxSplits = 64;
 constexpr int kMinTilesPerSplit = 4;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-template <int D>
+// W warps a block, 16 (query, head) rows each.
+template <int D, int W>
 struct FlashLayout {
+  static constexpr int rows = 16 * W, threads = 32 * W;
   static constexpr int ld = D + 8;  // bf16 elements per shared row (Q, K and V alike)
   static constexpr int tile = kCols * ld;
-  static constexpr size_t bytes = size_t(kRows * ld + 4 * tile) * sizeof(bf16);  // Q, K[2], V[2]
-  static constexpr int vectors = kCols * D / 8 / kThreads;                       // 16-byte copies a thread a tile
+  static constexpr size_t bytes = size_t(rows * ld + 4 * tile) * sizeof(bf16);  // Q, K[2], V[2]
+  static constexpr int vectors = kCols * D / 8 / threads;                      // 16-byte copies a thread a tile
 };
 
-// The columns a block sees: n_rows listed, then the range up to its last query's position.
-__host__ __device__ inline int64_t range_visible(const FlashChunkParams& p, int64_t block) {
+// Warps a block: 8 (128 rows, each K/V tile read once for twice the rows) once the chunk fills
+// such blocks, else 4. ESA_FLASH_WARPS=4|8 overrides (benchmarks).
+int block_warps(const FlashChunkParams& p) {
+  static const int forced = [] {
+    const char* v = std::getenv("ESA_FLASH_WARPS");
+    return v != nullptr && (std::atoi(v) == 4 || std::atoi(v) == 8) ? std::atoi(v) : 0;
+  }();
+  if (forced != 0) return forced;
+  return int64_t(p.T) * (p.hq / p.hkv) >= 256 ? 8 : 4;
+}
+
+// The columns a block of `rows` rows sees: n_rows listed, then the range up to its last query's position.
+__host__ __device__ inline int64_t range_visible(const FlashChunkParams& p, int64_t block, int rows) {
   const int group = p.hq / p.hkv;
-  int64_t t_last = (block * kRows + kRows - 1) / group;
+  int64_t t_last = (block * rows + rows - 1) / group;
   if (t_last > p.T - 1) t_last = p.T - 1;
   int64_t v = p.first_query + t_last - p.range_begin + 1;
   if (v > p.range_len) v = p.range_len;
@@ -55,23 +67,24 @@ __host__ __device__ inline int64_t tiles(int64_t columns) { return (columns + kC
 
 // Rows [row0, row0 + kCols) of a segment's K and V (n rows in all, row stride kw, columns
 // col0 ...) into a stage; rows past n are zeros.
-template <int D>
+template <int D, int W>
 __device__ __forceinline__ void load_tile(const bf16* k, const bf16* v, int64_t kw, int64_t row0, int64_t n, int col0,
                                           bf16* sK, bf16* sV) {
 #pragma unroll
-  for (int i = 0; i < FlashLayout<D>::vectors; ++i) {
-    const int e = threadIdx.x + i * kThreads;
+  for (int i = 0; i < FlashLayout<D, W>::vectors; ++i) {
+    const int e = threadIdx.x + i * FlashLayout<D, W>::threads;
     const int row = e / (D / 8), c = (e % (D / 8)) * 8;
     const bool ok = row0 + row < n;
     const int64_t at = ok ? (row0 + row) * kw + col0 + c : 0;
-    copy_async16(sK + row * FlashLayout<D>::ld + c, k + at, ok);
-    copy_async16(sV + row * FlashLayout<D>::ld + c, v + at, ok);
+    copy_async16(sK + row * FlashLayout<D, W>::ld + c, k + at, ok);
+    copy_async16(sV + row * FlashLayout<D, W>::ld + c, v + at, ok);
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads, 2) flash_chunk_kernel(FlashChunkParams p, int splits) {
-  using L = FlashLayout<D>;
+template <int D, int W>
+__global__ void __launch_bounds__(32 * W, W == 4 ? 2 : 1) flash_chunk_kernel(FlashChunkParams p, int splits) {
+  using L = FlashLayout<D, W>;
+  constexpr int kRows = L::rows, kThreads = L::threads;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
   bf16* sK = sQ + kRows * L::ld;  // stage s at sK + s * tile
@@ -95,7 +108,7 @@ __global__ void __launch_bounds__(kThreads, 2) flash_chunk_kernel(FlashChunkPara
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this lane's share of the row sum
 
   // This split's share of the block's tiles: listed tiles [0, n0), range tiles [n0, n0 + n1).
-  const int64_t visible = range_visible(p, blockIdx.x);
+  const int64_t visible = range_visible(p, blockIdx.x, kRows);
   const int64_t n0 = tiles(p.n_rows), n1 = tiles(visible);
   const int64_t per = (n0 + n1 + splits - 1) / splits;
   const int64_t my_first = min(int64_t(split) * per, n0 + n1), my_end = min(my_first + per, n0 + n1);
@@ -118,7 +131,7 @@ __global__ void __launch_bounds__(kThreads, 2) flash_chunk_kernel(FlashChunkPara
       const int64_t h = int64_t(g) * group + pair % group;
       copy_async16(sQ + r * L::ld + c, q + (ok ? (t * p.hq + h) * D + c : 0), ok);
     }
-    load_tile<D>(k_src, v_src, kw, (t_begin - base) * kCols, len, g * D, sK, sV);
+    load_tile<D, W>(k_src, v_src, kw, (t_begin - base) * kCols, len, g * D, sK, sV);
     copy_async_commit();
 
     unsigned q_frag[D / 16][4];
@@ -126,7 +139,7 @@ __global__ void __launch_bounds__(kThreads, 2) flash_chunk_kernel(FlashChunkPara
       const int stage = int((tile - t_begin) & 1);
       const int64_t j0 = (tile - base) * kCols;
       if (tile + 1 < t_end) {
-        load_tile<D>(k_src, v_src, kw, j0 + kCols, len, g * D, sK + (stage ^ 1) * L::tile, sV + (stage ^ 1) * L::tile);
+        load_tile<D, W>(k_src, v_src, kw, j0 + kCols, len, g * D, sK + (stage ^ 1) * L::tile, sV + (stage ^ 1) * L::tile);
         copy_async_commit();
         copy_async_wait<1>();
       } else {
@@ -268,17 +281,17 @@ __global__ void flash_merge_kernel(FlashChunkParams p, int splits, int d) {
   if (i % d == 0 && p.lse != nullptr) p.lse[at] = l > 0.0f ? m * kLn2 + logf(l) : -INFINITY;
 }
 
-template <int D>
+template <int D, int W>
 cudaError_t launch(const FlashChunkParams& p, cudaStream_t stream) {
-  const size_t bytes = FlashLayout<D>::bytes;
+  using L = FlashLayout<D, W>;
   static const cudaError_t opt_in =
-      cudaFuncSetAttribute(flash_chunk_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+      cudaFuncSetAttribute(flash_chunk_kernel<D, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(L::bytes));
   if (opt_in != cudaSuccess) return opt_in;
   const int splits = flash_chunk_splits(p);
   if (splits > 1 && p.partial == nullptr) return cudaErrorInvalidValue;
   const int64_t pairs = int64_t(p.T) * (p.hq / p.hkv);
-  const dim3 grid(unsigned((pairs + kRows - 1) / kRows), unsigned(p.hkv), unsigned(splits));
-  flash_chunk_kernel<D><<<grid, kThreads, bytes, stream>>>(p, splits);
+  const dim3 grid(unsigned((pairs + L::rows - 1) / L::rows), unsigned(p.hkv), unsigned(splits));
+  flash_chunk_kernel<D, W><<<grid, L::threads, L::bytes, stream>>>(p, splits);
   if (splits > 1) {
     const int64_t n = int64_t(p.T) * p.hq * D;
     flash_merge_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(p, splits, D);
@@ -290,9 +303,10 @@ cudaError_t launch(const FlashChunkParams& p, cudaStream_t stream) {
 
 int flash_chunk_splits(const FlashChunkParams& p) {
   if (p.T <= 0 || p.hkv <= 0 || p.hq % p.hkv != 0) return 1;
-  const int64_t blocks = (int64_t(p.T) * (p.hq / p.hkv) + kRows - 1) / kRows * p.hkv;
+  const int warps = block_warps(p), rows = 16 * warps, per_sm = warps == 4 ? 2 : 1;  // blocks resident per SM
+  const int64_t blocks = (int64_t(p.T) * (p.hq / p.hkv) + rows - 1) / rows * p.hkv;
   const int64_t most_tiles = tiles(p.n_rows) + tiles(p.range_len);
-  const int64_t want = (4 * int64_t(current_multiprocessors()) + blocks - 1) / blocks;  // two waves of two per SM
+  const int64_t want = (2 * per_sm * int64_t(current_multiprocessors()) + blocks - 1) / blocks;  // two waves
   const int64_t splits = std::min({want, most_tiles / kMinTilesPerSplit, int64_t(kMaxSplits)});
   return int(std::max<int64_t>(splits, 1));
 }
@@ -311,8 +325,9 @@ cudaError_t launch_flash_chunk_attention(const FlashChunkParams& p, cudaStream_t
       (p.range_len > 0 && (p.k_range == nullptr || p.v_range == nullptr))) {
     return cudaErrorInvalidValue;
   }
-  if (p.d == 64) return launch<64>(p, stream);
-  if (p.d == 128) return launch<128>(p, stream);
+  const bool wide = block_warps(p) == 8;
+  if (p.d == 64) return wide ? launch<64, 8>(p, stream) : launch<64, 4>(p, stream);
+  if (p.d == 128) return wide ? launch<128, 8>(p, stream) : launch<128, 4>(p, stream);
   return cudaErrorInvalidValue;
 }
 
