@@ -5,6 +5,7 @@
 
 #include "device_query.cuh"
 #include "float_key.cuh"
+#include "tensor_core.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -222,6 +223,155 @@ __global__ void __launch_bounds__(kThreads) chunk_importance_kernel(ChunkImporta
   }
 }
 
+
+// ---- chunk importance on tensor cores ----------------------------------------------------------
+
+// Both passes are one kernel: a block holds 64 rows of A (4 warps of 16) in registers and streams
+// 64-row tiles of B through two shared stages (cp.async), S = A B^T by mma.sync, and keeps per
+// A row the max over the B rows it visits of S less a per-B-row offset:
+//   pass 1: A = queries, B = keys, no offset: the queries' maxima (B split over blocks, merged
+//           by atomicMax on order-preserving bits);
+//   pass 2: A = keys, B = queries, offset = the query's maximum: F of the key, written directly.
+// Columns past dim and rows past the ends are zeros in shared memory; masked rows are -inf.
+constexpr int kTcRows = 64, kTcThreads = 128;
+
+template <int DP>  // dim rounded up to 16, 32, 64, 128 or 256
+struct TcLayout {
+  static constexpr int ld = DP + 8;  // padded by 16 bytes: ldmatrix's 8 rows in distinct banks
+  static constexpr int tile = kTcRows * ld;
+  static constexpr size_t bytes = size_t(3 * tile) * sizeof(__nv_bfloat16) + kTcRows * 2 * sizeof(float);
+};
+
+template <int DP>
+__device__ __forceinline__ void tc_load_tile(const __nv_bfloat16* src, int64_t rows, int64_t row0, int dim,
+                                             __nv_bfloat16* dst) {
+  constexpr int per_row = DP / 8;
+  for (int i = threadIdx.x; i < kTcRows * per_row; i += kTcThreads) {
+    const int r = i / per_row, c = (i % per_row) * 8;
+    const bool ok = row0 + r < rows && c < dim;
+    tc::copy_async16(dst + r * TcLayout<DP>::ld + c, src + (ok ? (row0 + r) * dim + c : 0), ok);
+  }
+}
+
+struct TcRowMaxParams {
+  const __nv_bfloat16* a;         // [a_rows, dim]
+  const __nv_bfloat16* b;         // [b_rows, dim]
+  int64_t a_rows, b_rows;
+  int dim;
+  const unsigned int* b_offset;   // null, or [b_rows] order-preserving bits subtracted per B row
+  int64_t tiles_per_split;        // B tiles a block visits (gridDim.y splits)
+  unsigned int* max_bits;         // split > 1: atomicMax of the bits, [a_rows] (starts at 0)
+  float* max_out;                 // one split: the maxima as floats, [a_rows]
+};
+
+template <int DP>
+__global__ void __launch_bounds__(kTcThreads) tc_row_max_kernel(TcRowMaxParams p) {
+  using L = TcLayout<DP>;
+  extern __shared__ __align__(128) unsigned char tc_shared[];
+  __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(tc_shared);
+  __nv_bfloat16* sB = sA + L::tile;  // stage s at sB + s * tile
+  float* sOff = reinterpret_cast<float*>(sB + 2 * L::tile);  // [2][64] the stages' B offsets
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, quad_col = (lane % 4) * 2;
+  const int64_t a0 = int64_t(blockIdx.x) * kTcRows;
+  const int64_t tiles = (p.b_rows + kTcRows - 1) / kTcRows;
+  const int64_t first = int64_t(blockIdx.y) * p.tiles_per_split;
+  const int64_t end = min(first + p.tiles_per_split, tiles);
+
+  auto stage_offsets = [&](int64_t tile, int stage) {
+    for (int i = threadIdx.x; i < kTcRows; i += kTcThreads) {
+      const int64_t row = tile * kTcRows + i;
+      // A row past the end gets +inf: its S - offset is -inf, so it never wins the max.
+      sOff[stage * kTcRows + i] = row >= p.b_rows ? INFINITY : p.b_offset ? key_float(p.b_offset[row]) : 0.0f;
+    }
+  };
+  float best[2] = {-INFINITY, -INFINITY};
+  if (first < end) {
+    tc_load_tile<DP>(p.a, p.a_rows, a0, p.dim, sA);
+    tc_load_tile<DP>(p.b, p.b_rows, first * kTcRows, p.dim, sB);
+    tc::copy_async_commit();
+    stage_offsets(first, 0);
+  }
+  unsigned a_frag[DP / 16][4];
+  for (int64_t tile = first; tile < end; ++tile) {
+    const int stage = int((tile - first) & 1);
+    if (tile + 1 < end) {
+      tc_load_tile<DP>(p.b, p.b_rows, (tile + 1) * kTcRows, p.dim, sB + (stage ^ 1) * L::tile);
+      tc::copy_async_commit();
+      stage_offsets(tile + 1, stage ^ 1);
+      tc::copy_async_wait<1>();
+    } else {
+      tc::copy_async_wait<0>();
+    }
+    __syncthreads();
+    if (tile == first) {
+#pragma unroll
+      for (int kk = 0; kk < DP / 16; ++kk) tc::load_a(a_frag[kk], sA + warp * 16 * L::ld, L::ld, kk * 16, lane);
+    }
+    const __nv_bfloat16* b_tile = sB + stage * L::tile;
+    float s[kTcRows / 8][4];
+#pragma unroll
+    for (int j = 0; j < kTcRows / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int jp = 0; jp < kTcRows / 16; ++jp) {
+#pragma unroll
+      for (int kk = 0; kk < DP / 16; ++kk) {
+        unsigned b[4];
+        tc::load_b_pair(b, b_tile, L::ld, jp * 16, kk * 16, lane);
+        tc::mma_16x8x16(s[2 * jp], a_frag[kk], b[0], b[1]);
+        tc::mma_16x8x16(s[2 * jp + 1], a_frag[kk], b[2], b[3]);
+      }
+    }
+    const float* off = sOff + stage * kTcRows;
+#pragma unroll
+    for (int j = 0; j < kTcRows / 8; ++j) {
+      const float o0 = off[j * 8 + quad_col], o1 = off[j * 8 + quad_col + 1];
+      best[0] = fmaxf(best[0], fmaxf(s[j][0] - o0, s[j][1] - o1));
+      best[1] = fmaxf(best[1], fmaxf(s[j][2] - o0, s[j][3] - o1));
+    }
+    __syncthreads();  // every warp is done with this stage before the next tile's copy lands in it
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    best[r] = fmaxf(best[r], __shfl_xor_sync(0xffffffffu, best[r], 1));
+    best[r] = fmaxf(best[r], __shfl_xor_sync(0xffffffffu, best[r], 2));
+    const int64_t row = a0 + warp * 16 + lane / 4 + 8 * r;
+    if (quad_col != 0 || row >= p.a_rows) continue;
+    if (p.max_out != nullptr) {
+      p.max_out[row] = best[r];
+    } else if (best[r] > -INFINITY) {
+      atomicMax(p.max_bits + row, float_key(best[r]));
+    }
+  }
+}
+
+template <int DP>
+cudaError_t launch_tc_row_max(const TcRowMaxParams& p, int splits, cudaStream_t stream) {
+  const size_t bytes = TcLayout<DP>::bytes;
+  static const cudaError_t opt_in =
+      cudaFuncSetAttribute(tc_row_max_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (opt_in != cudaSuccess) return opt_in;
+  const dim3 grid(unsigned((p.a_rows + kTcRows - 1) / kTcRows), unsigned(splits));
+  tc_row_max_kernel<DP><<<grid, kTcThreads, bytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <int DP>
+cudaError_t launch_chunk_importance_tc_dim(const ChunkImportanceTcParams& p, cudaStream_t stream) {
+  const int64_t n = p.end - p.begin;
+  const __nv_bfloat16* keys = p.k + p.begin * p.dim;
+  // Pass 1: query blocks x key splits, about four blocks per SM, at least 4 key tiles a split.
+  const int64_t q_blocks = (p.T + kTcRows - 1) / kTcRows, k_tiles = (n + kTcRows - 1) / kTcRows;
+  const int64_t want = (4 * int64_t(current_multiprocessors()) + q_blocks - 1) / q_blocks;
+  const int64_t splits = std::clamp<int64_t>(std::min(want, k_tiles / 4), 1, 65535);
+  const int64_t per = (k_tiles + splits - 1) / splits;
+  TcRowMaxParams rows{p.q, keys, p.T, n, p.dim, nullptr, per, p.row_max, nullptr};
+  cudaError_t status = launch_tc_row_max<DP>(rows, int((k_tiles + per - 1) / per), stream);
+  if (status != cudaSuccess) return status;
+  // Pass 2: a block per 64 keys over every query.
+  TcRowMaxParams cols{keys, p.q, n, p.T, p.dim, p.row_max, (p.T + kTcRows - 1) / kTcRows, nullptr, p.importance};
+  return launch_tc_row_max<DP>(cols, 1, stream);
+}
+
 }  // namespace
 
 cudaError_t launch_compressed_scores(const CompressedScoreParams& p, cudaStream_t stream) {
@@ -291,6 +441,20 @@ cudaError_t launch_chunk_importance(const ChunkImportanceParams& p, cudaStream_t
     chunk_importance_kernel<0><<<pass2, kThreads, shared2, stream>>>(p);
   }
   return cudaGetLastError();
+}
+
+cudaError_t launch_chunk_importance_tc(const ChunkImportanceTcParams& p, cudaStream_t stream) {
+  if (p.dim < 8 || p.dim % 8 != 0 || p.dim > 256 || p.T < 1 || p.end < p.begin || p.q == nullptr ||
+      p.k == nullptr || p.row_max == nullptr || p.importance == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  cudaError_t status = cudaMemsetAsync(p.row_max, 0, sizeof(unsigned int) * size_t(p.T), stream);
+  if (status != cudaSuccess || p.end == p.begin) return status;
+  if (p.dim <= 16) return launch_chunk_importance_tc_dim<16>(p, stream);
+  if (p.dim <= 32) return launch_chunk_importance_tc_dim<32>(p, stream);
+  if (p.dim <= 64) return launch_chunk_importance_tc_dim<64>(p, stream);
+  if (p.dim <= 128) return launch_chunk_importance_tc_dim<128>(p, stream);
+  return launch_chunk_importance_tc_dim<256>(p, stream);
 }
 
 }  // namespace esa::cuda

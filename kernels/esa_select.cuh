@@ -46,6 +46,20 @@ struct ChunkImportanceParams {
 };
 cudaError_t launch_chunk_importance(const ChunkImportanceParams& p, cudaStream_t stream);
 
+/// The same importance for a chunk of any size, on tensor cores (mma.sync, bf16 in, f32
+/// accumulation): both passes stream k' once in 64-row tiles and never write a T x n score
+/// matrix. Queries in bf16 (as the GEMM path takes them). Pool F with launch_importance_pool.
+struct ChunkImportanceTcParams {
+  const __nv_bfloat16* q;        // [T, dim] compressed queries
+  const __nv_bfloat16* k;        // [n_total, dim] compressed keys
+  int dim;                       // d', a multiple of 8, at most 256
+  int T;                         // >= 1
+  int64_t begin, end;            // scored rows [begin, end)
+  unsigned int* row_max;         // scratch [T]
+  float* importance;             // out: [end - begin], unpooled F
+};
+cudaError_t launch_chunk_importance_tc(const ChunkImportanceTcParams& p, cudaStream_t stream);
+
 /// For a score matrix computed elsewhere (a long chunk's scores by a tensor-core GEMM,
 /// attention/selection_cuda.h): row_max[r] = the order-preserving bits of max_m scores[r][m] (as
 /// launch_compressed_scores writes them), then the unpooled importance

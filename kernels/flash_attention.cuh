@@ -1,11 +1,12 @@
 // A prefill chunk's attention in one pass (flash attention: online softmax over key tiles, the
-// score matrix never leaves shared memory), over ESA's two column segments:
+// score matrix never leaves registers), over ESA's two column segments:
 //   the listed rows  (long branch: sink tokens and the top-k, already gathered, keys as cached
 //                     before RoPE; queries q_long, rotated to the branch's position), always visible;
 //   the range        (local branch, or the whole prefix for `full`: keys already rotated to their
 //                     positions; queries q_local), causal by position.
 // GQA-aware: a block's 64 tile rows are (query, head) pairs of one KV group, so a K/V tile is read
-// once for all of the group's heads. bf16 tensor cores (WMMA), float32 softmax and accumulation.
+// once for all of the group's heads. bf16 tensor cores (mma.sync, as FlashAttention-2), float32 softmax and
+// accumulation.
 // Reference: esa::ops::attention_cpu per branch + the log-sum-exp merge (tests/unit/test_attention_cuda.cc).
 #pragma once
 

@@ -121,6 +121,7 @@ struct BenchModelOptions {
   attention::Budget budget{128, 2048, 4096, 512};
   int64_t eps = 1;
   int64_t dim = 128;
+  bool profile = false;  // GPU: where each prefill's time goes, per stage
 };
 
 std::vector<int64_t> parse_lengths(const std::string& list, const char* flag) {
@@ -158,6 +159,7 @@ void run_bench_model(const BenchModelOptions& opt) {
   cli::apply_threads(opt.threads);
   const std::vector<int64_t> lengths = parse_lengths(opt.prefill, "--prefill");
   const Placement device = parse_placement(opt.device, opt.kv_offload);
+  ESA_CHECK(!opt.profile || device.device == Device::cuda, "--profile: the GPU forward is profiled (--device cuda)");
   const LlamaModel model = LlamaModel::load(opt.model, device);
   const ModelConfig& c = model.config();
   for (int64_t p : lengths) {
@@ -204,12 +206,15 @@ void run_bench_model(const BenchModelOptions& opt) {
       ForwardOptions fwd;
       fwd.chunk = opt.chunk;
       fwd.policy = policy.get();
+      StageTimes stages;
+      if (opt.profile) fwd.profile = &stages;
       const auto t0 = std::chrono::steady_clock::now();
       Tensor logits = model.forward(ids, cache, fwd);
       const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double flops = 2.0 * proj_params * double(p) +
                            2.0 * 2.0 * double(c.n_layers * c.n_heads * c.head_dim) * double(p) * double(p + 1) / 2.0 +
                            2.0 * double(c.vocab * c.hidden);
+      fwd.profile = nullptr;
       const auto t1 = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < opt.decode; ++i) {
         const int32_t next = argmax(logits.data(), logits.numel());
@@ -220,6 +225,16 @@ void run_bench_model(const BenchModelOptions& opt) {
                  double(p) / prefill_s, policy ? std::string("-") : fmt::format("{:.1f}", flops / prefill_s / 1e9),
                  opt.decode > 0 ? double(opt.decode) / decode_s : 0.0, double(cache.bytes_allocated()) / (1 << 20),
                  peak_rss_mib());
+      if (opt.profile) {  // GPU time per stage of the prefill (events on the stream; sums over layers)
+        fmt::print("  profile {} {}: GPU {:.3f} s of {:.3f} s wall;", name, p, stages.total(), prefill_s);
+        for (int i = 0; i < StageTimes::kCount; ++i) {
+          if (stages.seconds[i] > 0.0) {
+            fmt::print(" {} {:.3f} s ({:.0f}%);", StageTimes::name(i), stages.seconds[i],
+                       100.0 * stages.seconds[i] / stages.total());
+          }
+        }
+        fmt::print("\n");
+      }
       std::fflush(stdout);
     }
   }
@@ -259,6 +274,8 @@ void register_bench(CLI::App& app) {
   model->add_option("--eps", mopt->eps, "esa: proximity max-pool half-width")->capture_default_str();
   model->add_option("--dim", mopt->dim, "esa: compressed dimension d' of its random projection (speed does not "
                     "depend on the projection's values)")->capture_default_str();
+  model->add_flag("--profile", mopt->profile, "GPU: print where each prefill's time goes per stage (projections, "
+                  "KV write, selection, attention, the rest; CUDA events between stages)");
   model->callback([mopt] { run_bench_model(*mopt); });
 
   register_bench_attention(*bench);

@@ -14,9 +14,14 @@ namespace {
 
 constexpr int64_t kScoreBytes = int64_t(1) << 30;  // the GEMM path's score matrix, at most
 
-// The score kernels take d' up to 256; wider (oracle's whole key rows) always goes by GEMM.
-bool by_gemm(int64_t T, int64_t dim) {
-  return dim > 256 || (T > cuda::kMaxScoreQueries && T * dim > cuda::kChunkScoreFloats);
+// The ways of importance_cuda (selection_cuda.h). The score kernels take d' up to 256; wider
+// (oracle's whole key rows) always goes by GEMM.
+enum class ImportanceWay { kScores, kTwoPass, kTensorCore, kGemm };
+ImportanceWay importance_way(int64_t T, int64_t dim) {
+  if (dim > 256) return ImportanceWay::kGemm;
+  if (T <= cuda::kMaxScoreQueries) return ImportanceWay::kScores;
+  if (T * dim <= cuda::kChunkScoreFloats) return ImportanceWay::kTwoPass;
+  return ImportanceWay::kTensorCore;
 }
 
 // Queries per GEMM block: whole groups of kMaxScoreQueries, scores under kScoreBytes.
@@ -42,7 +47,12 @@ void gemm_bf16(cublasHandle_t cublas, const __nv_bfloat16* w, int64_t out, int64
 }
 
 size_t importance_score_floats(int64_t T, int64_t dim, int64_t middle) {
-  if (by_gemm(T, dim)) return size_t(std::max<int64_t>((gemm_block(T, middle) + 1) * middle, 1));
+  switch (importance_way(T, dim)) {
+    case ImportanceWay::kGemm: return size_t(std::max<int64_t>((gemm_block(T, middle) + 1) * middle, 1));
+    case ImportanceWay::kTensorCore:
+    case ImportanceWay::kTwoPass: return size_t(std::max<int64_t>(middle, 1));
+    case ImportanceWay::kScores: break;
+  }
   return size_t(std::max<int64_t>(cuda::kMaxScoreQueries * middle, 1));
 }
 
@@ -53,7 +63,16 @@ void importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qc
                      float* importance) {
   const int64_t middle = m1 - m0;
   if (middle <= 0) return;
-  if (by_gemm(T, dim)) {
+  const ImportanceWay way = importance_way(T, dim);
+  if (way == ImportanceWay::kTensorCore) {
+    ESA_CUDA_CHECK(cuda::launch_to_bf16(qc, scratch.q16, T * dim, stream));
+    const cuda::ChunkImportanceTcParams tp{scratch.q16, kc, int(dim), int(T), m0, m1, scratch.row_max, scratch.scores};
+    ESA_CUDA_CHECK(cuda::launch_chunk_importance_tc(tp, stream));
+    const cuda::ImportanceParams ip{scratch.scores, nullptr, 1, middle, eps, importance};
+    ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
+    return;
+  }
+  if (way == ImportanceWay::kGemm) {
     const int64_t block = gemm_block(T, middle);
     float* unpooled = scratch.scores + block * middle;
     ESA_CUDA_CHECK(cuda::launch_to_bf16(qc, scratch.q16, T * dim, stream));
@@ -68,7 +87,7 @@ void importance_cuda(cublasHandle_t cublas, cudaStream_t stream, const float* qc
     ESA_CUDA_CHECK(cuda::launch_importance_pool(ip, stream));
     return;
   }
-  if (T > cuda::kMaxScoreQueries) {  // T * dim fits the two-pass kernel
+  if (way == ImportanceWay::kTwoPass) {
     const cuda::ChunkImportanceParams cp{qc, kc, int(dim), int(T), m0, m1, scratch.row_max, scratch.scores};
     ESA_CUDA_CHECK(cuda::launch_chunk_importance(cp, stream));
     const cuda::ImportanceParams ip{scratch.scores, nullptr, 1, middle, eps, importance};

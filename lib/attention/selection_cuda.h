@@ -5,7 +5,9 @@
 // among kernels/esa_select.cuh's ways by the chunk's size:
 //   T <= kMaxScoreQueries, d' <= 256   compressed scores with the row maxima, pool;
 //   T * d' <= kChunkScoreFloats        two passes over k' with no score matrix, pool;
-//   longer chunks, or d' > 256         a tensor-core GEMM into a score matrix (query blocks of at
+//   longer chunks, d' <= 256           the same two passes on tensor cores (mma.sync, bf16
+//                                      queries), no score matrix, then one pool;
+//   d' > 256 (oracle's key rows)       a cuBLAS GEMM into a score matrix (query blocks of at
 //                                      most 1 GiB of scores), its row maxima, the max over the
 //                                      chunk per column, then one pool.
 // Unit scores (quest's pages, infllm's blocks) are one float32 GEMM and the max over the chunk
@@ -35,7 +37,8 @@ void gemm_bf16(cublasHandle_t cublas, const __nv_bfloat16* w, int64_t out, int64
 /// Device scratch of importance_cuda, sized by the functions below.
 struct ImportanceScratch {
   float* scores = nullptr;         // importance_score_floats(T, dim, middle) (the GEMM path keeps
-                                   // its unpooled importance in the last `middle` of them)
+                                   // its unpooled importance in the last `middle` of them, the
+                                   // two-pass ways in the first)
   __nv_bfloat16* q16 = nullptr;    // [T, dim]
   unsigned int* row_max = nullptr; // importance_row_max_count(T)
 };

@@ -19,6 +19,18 @@
 #include "ops/swiglu.h"
 
 namespace esa {
+
+const char* StageTimes::name(int stage) {
+  static const char* const names[kCount] = {"projections", "kv write + rope", "selection", "host selection",
+                                            "attention", "norms, residual, copies"};
+  return stage >= 0 && stage < kCount ? names[stage] : "?";
+}
+
+double StageTimes::total() const {
+  double t = 0.0;
+  for (double x : seconds) t += x;
+  return t;
+}
 namespace {
 
 TensorView as_view(const Tensor& t, std::vector<int64_t> shape) {

@@ -36,6 +36,17 @@ class CudaForward;
 /// The views are valid only during the call.
 using ForwardHook = std::function<void(std::string_view name, int64_t layer, const TensorView& view)>;
 
+/// Where a forward's time goes (ForwardOptions::profile, `esa bench model --profile`): seconds
+/// per stage summed over chunks and layers. The GPU forward times them by CUDA events between
+/// stages on its stream (so a stage's figure includes the GPU's idle time waiting for the host to
+/// launch it); the CPU forward does not profile.
+struct StageTimes {
+  enum Stage : int { kProjections, kKvWrite, kSelection, kHostSelection, kAttention, kOther, kCount };
+  static const char* name(int stage);  // "projections", ...
+  double seconds[kCount] = {};
+  double total() const;
+};
+
 struct ForwardOptions {
   int64_t chunk = 512;        // prefill chunk (tokens per pass through the layers)
   bool all_logits = false;    // logits for every token instead of the last only
@@ -43,6 +54,7 @@ struct ForwardOptions {
   /// Which cached tokens each chunk attends to (attention/policy.h); null: exact causal
   /// attention over the whole cache (the `full` policy's arithmetic, without the split).
   attention::Policy* policy = nullptr;
+  StageTimes* profile = nullptr;  // optional: adds this forward's time per stage
 };
 
 class LlamaModel {

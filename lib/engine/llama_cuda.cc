@@ -90,6 +90,46 @@ struct DeviceLayer {
 
 }  // namespace
 
+// Times the stages of one forward_chunk on the stream: an event at each stage change; the time
+// between two events counts for the stage begun at the first. Idle without a StageTimes.
+class StageClock {
+ public:
+  explicit StageClock(StageTimes* out, cudaStream_t stream) : out_(out), stream_(stream) {}
+  StageClock(const StageClock&) = delete;
+  StageClock& operator=(const StageClock&) = delete;
+  ~StageClock() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  void mark(StageTimes::Stage stage) {
+    if (out_ == nullptr || (!stages_.empty() && stages_.back() == stage)) return;
+    record();
+    stages_.push_back(stage);
+  }
+  // After the stream's work is done: adds the stage times to the StageTimes.
+  void finish() {
+    if (out_ == nullptr || stages_.empty()) return;
+    record();
+    ESA_CUDA_CHECK(cudaEventSynchronize(events_.back()));
+    for (size_t i = 0; i + 1 < events_.size(); ++i) {
+      float ms = 0.0f;
+      ESA_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
+      out_->seconds[stages_[i]] += double(ms) * 1e-3;
+    }
+  }
+
+ private:
+  void record() {
+    cudaEvent_t e = nullptr;
+    ESA_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+    ESA_CUDA_CHECK(cudaEventRecord(e, stream_));
+  }
+  StageTimes* out_;
+  cudaStream_t stream_;
+  std::vector<cudaEvent_t> events_;
+  std::vector<StageTimes::Stage> stages_;
+};
+
 struct CudaForward::Impl {
   ModelConfig config;
   ops::RopeTable rope_table;
@@ -365,6 +405,9 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
   m.ensure_scratch(T, host_select ? max_rows : 0);
   storage->ensure(std::max(S, cache.reserved_tokens()), start, m.stream);
   cudaStream_t s = m.stream;
+  StageClock clock(options.profile, s);
+  using Stage = StageTimes::Stage;
+  clock.mark(Stage::kOther);
 
   auto emit = [&](const char* name, int64_t layer, const float* src, std::vector<int64_t> shape) {
     if (!hook) return;
@@ -389,6 +432,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     const DeviceLayer& L = m.layers[size_t(l)];
     ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get(), L.attn_norm.get(), int(T), int(H), eps, m.act.get(), s));
     emit_bf16("attn_norm", l, m.act.get(), {T, H});
+    clock.mark(Stage::kProjections);
     m.gemm(L.wq.get(), qw, H, m.act.get(), T, m.q.get());
     m.gemm(L.wk.get(), kw, H, m.act.get(), T, m.k.get());
     m.gemm(L.wv.get(), kw, H, m.act.get(), T, m.v.get());
@@ -400,6 +444,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     emit("q", l, m.q.get(), {T, nh, hd});
     emit("k", l, m.k.get(), {T, nkv, hd});
     emit("v", l, m.v.get(), {T, nkv, hd});
+    clock.mark(Stage::kKvWrite);
     ESA_CUDA_CHECK(cuda::launch_store_kv(m.k.get(), m.v.get(), int(T), int(kw), storage->k(l), storage->v(l), start, s));
     ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_local.get(), int(T), int(nh), int(hd), m.rope, start, 1, s));
     ESA_CUDA_CHECK(cuda::launch_rope(m.k.get(), m.k_rope.get(), int(T), int(nkv), int(hd), m.rope, start, 1, s));
@@ -426,6 +471,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
                                        policy->options().query_position(), 0, s));
       p.q_long = m.q_long.get();
     }
+    if (policy != nullptr) clock.mark(selector != nullptr ? Stage::kSelection : Stage::kHostSelection);
     if (selector != nullptr) {
       const attention::DeviceRows chosen = selector->select({l, T, start, m.q.get(), m.q_long.get(), storage->k(l)});
       p.rows = chosen.rows;
@@ -460,6 +506,7 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       p.n_rows = int(rows.size());
       p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
     }
+    clock.mark(Stage::kAttention);
     if (T >= kChunkFlashQueries) {
       m.attend_chunk(p.k, p.k_rotated, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, p.rows_valid,
                      scale, m.attn.get());
@@ -485,16 +532,23 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       hook("long_rows", l, t.view());
     }
     emit("attn", l, m.attn.get(), {T, nh, hd});
+    clock.mark(Stage::kOther);
     ESA_CUDA_CHECK(cuda::launch_to_bf16(m.attn.get(), m.act.get(), T * qw, s));
+    clock.mark(Stage::kProjections);
     m.gemm(L.wo.get(), H, qw, m.act.get(), T, m.proj.get());
+    clock.mark(Stage::kOther);
     emit("attn_out", l, m.proj.get(), {T, H});
     ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
 
     ESA_CUDA_CHECK(cuda::launch_rms_norm(m.x.get(), L.ffn_norm.get(), int(T), int(H), eps, m.act.get(), s));
+    clock.mark(Stage::kProjections);
     m.gemm(L.w_gate.get(), c.ffn, H, m.act.get(), T, m.gate.get());
     m.gemm(L.w_up.get(), c.ffn, H, m.act.get(), T, m.up.get());
+    clock.mark(Stage::kOther);
     ESA_CUDA_CHECK(cuda::launch_swiglu(m.gate.get(), m.up.get(), T * c.ffn, m.act.get(), s));
+    clock.mark(Stage::kProjections);
     m.gemm(L.w_down.get(), H, c.ffn, m.act.get(), T, m.proj.get());
+    clock.mark(Stage::kOther);
     emit("mlp_out", l, m.proj.get(), {T, H});
     ESA_CUDA_CHECK(cuda::launch_add(m.x.get(), m.proj.get(), T * H, s));
     emit("hidden", l, m.x.get(), {T, H});
@@ -509,10 +563,13 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
                                          m.act.get(), s));
     emit_bf16("final_norm", -1, m.act.get(), {rows, H});
     m.logits.resize(size_t(rows * c.vocab), "the logits");
+    clock.mark(Stage::kProjections);
     m.gemm(m.output_weight(), c.vocab, H, m.act.get(), rows, m.logits.get());
+    clock.mark(Stage::kOther);
     logits = m.download(m.logits.get(), {rows, c.vocab});
   }
   ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+  clock.finish();
 }
 
 }  // namespace esa

@@ -170,9 +170,41 @@ TEST_F(CudaTest, ChunkImportanceMatchesCpu) {
   EXPECT_EQ(cuda::launch_chunk_importance(too_big, nullptr), cudaErrorInvalidValue);
 }
 
+// The tensor-core chunk importance (launch_chunk_importance_tc: mma.sync tiles of 64 queries x
+// 64 keys, d' padded to 16 ... 256, key splits merged by atomicMax), pooled as the forward does,
+// against chunk_importance + proximity_max_pool: partial tiles on both sides, d' not a multiple
+// of 16, one query, one key.
+TEST_F(CudaTest, ChunkImportanceTensorCoreMatchesCpu) {
+  std::mt19937_64 rng(test::test_seed(26));
+  for (const auto& [dim, T] : {std::pair{8, 17}, std::pair{16, 1}, std::pair{24, 65}, std::pair{64, 64},
+                               std::pair{72, 512}, std::pair{128, 512}, std::pair{200, 100}, std::pair{256, 1000}}) {
+    for (int64_t n : {int64_t(1), int64_t(63), int64_t(65), int64_t(4097), int64_t(70001)}) {
+      if (double(T) * dim * n > 3e9) continue;  // the double reference's cost
+      const int eps = n % 2 == 0 ? 0 : 3;
+      const int64_t begin = 11;
+      const ImportanceCase c = importance_case(dim, T, begin, n, eps, rng, true);
+      std::vector<uint16_t> q16(c.q.size());
+      for (size_t i = 0; i < q16.size(); ++i) q16[i] = to_bf16(c.q[i]);
+      const DeviceArray<uint16_t> d_q(q16), d_k(c.k_bits);
+      DeviceArray<float> d_f{static_cast<size_t>(n)}, d_importance{static_cast<size_t>(n)};
+      DeviceArray<unsigned int> d_max{static_cast<size_t>(T)};
+      const cuda::ChunkImportanceTcParams tp{reinterpret_cast<const __nv_bfloat16*>(d_q.ptr),
+                                             reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), dim, T, begin, begin + n,
+                                             d_max.ptr, d_f.ptr};
+      ASSERT_EQ(cuda::launch_chunk_importance_tc(tp, nullptr), cudaSuccess);
+      cuda::ImportanceParams ip{d_f.ptr, nullptr, 1, n, eps, d_importance.ptr};
+      ASSERT_EQ(cuda::launch_importance_pool(ip, nullptr), cudaSuccess);
+      EXPECT_LT(worst_scaled_error(d_importance.download(), c.cpu), importance_tolerance(4e-6, dim))
+          << "dim " << dim << ", T " << T << ", n " << n << ", eps " << eps;
+    }
+  }
+  const cuda::ChunkImportanceTcParams odd_dim{nullptr, nullptr, 12, 4, 0, 1, nullptr, nullptr};
+  EXPECT_EQ(cuda::launch_chunk_importance_tc(odd_dim, nullptr), cudaErrorInvalidValue);
+}
+
 // esa's importance as the forward computes it (attention/selection_cuda.h), every path: decode (T <= 16),
-// the two-pass chunk kernel, and the GEMM into a score matrix with its row maxima and a grouped
-// pool (T * d' > kChunkScoreFloats), against the CPU's chunk_importance + proximity_max_pool.
+// the two-pass chunk kernel, the tensor-core two passes (T * d' > kChunkScoreFloats) and the GEMM
+// into a score matrix with its row maxima and a grouped pool (d' > 256), against the CPU's chunk_importance + proximity_max_pool.
 TEST_F(CudaTest, EsaImportanceMatchesCpu) {
   std::mt19937_64 rng(test::test_seed(25));
   cublasHandle_t cublas = nullptr;
