@@ -17,6 +17,7 @@
 #include "attention/policies.h"
 #include "engine/generate.h"
 #include "engine/llama.h"
+#include "tasks/eval.h"
 #include "text/tokenizer.h"
 
 #include <sys/resource.h>
@@ -124,25 +125,6 @@ struct BenchModelOptions {
   bool profile = false;  // GPU: where each prefill's time goes, per stage
 };
 
-std::vector<int64_t> parse_lengths(const std::string& list, const char* flag) {
-  std::vector<int64_t> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t end = std::min(list.find(',', start), list.size());
-    const std::string item = list.substr(start, end - start);
-    char* stop = nullptr;
-    long long v = std::strtoll(item.c_str(), &stop, 10);
-    if (stop != nullptr && (*stop == 'k' || *stop == 'K')) {
-      v *= 1024;
-      ++stop;
-    }
-    ESA_CHECK(!item.empty() && stop != nullptr && *stop == '\0' && v > 0, "{}: '{}' is not a positive length", flag, item);
-    out.push_back(v);
-    start = end + 1;
-  }
-  return out;
-}
-
 double peak_rss_mib() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
@@ -157,12 +139,13 @@ double peak_rss_mib() {
 void run_bench_model(const BenchModelOptions& opt) {
   ESA_CHECK(opt.decode >= 0, "--decode must be >= 0, got {}", opt.decode);
   cli::apply_threads(opt.threads);
-  const std::vector<int64_t> lengths = parse_lengths(opt.prefill, "--prefill");
+  const std::vector<int64_t> lengths = tasks::parse_lengths(opt.prefill, "--prefill");
   const Placement device = parse_placement(opt.device, opt.kv_offload);
   ESA_CHECK(!opt.profile || device.device == Device::cuda, "--profile: the GPU forward is profiled (--device cuda)");
   const LlamaModel model = LlamaModel::load(opt.model, device);
   const ModelConfig& c = model.config();
   for (int64_t p : lengths) {
+    KvCache::check_fits(c.n_layers, c.n_kv_heads, c.head_dim, p + opt.decode);  // before any allocation of p
     if (p + opt.decode > c.context) {
       fmt::print(stderr, "note: --prefill {} + --decode {} goes past the trained context {} (speed is measured all the "
                  "same; the text would not be meaningful)\n", p, opt.decode, c.context);

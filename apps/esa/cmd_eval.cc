@@ -141,7 +141,7 @@ void run_eval_command(EvalCliOptions& o) {
   grid.lengths = tasks::parse_lengths(o.lengths);
   grid.depths = tasks::parse_depths(o.depths);
   grid.samples = o.samples;
-  ESA_CHECK(o.samples >= 1, "--samples must be >= 1, got {}", o.samples);
+  ESA_CHECK(o.samples >= 1 && o.samples <= 100000, "--samples must be 1 to 100000, got {}", o.samples);
   ESA_CHECK(o.max_new >= 0, "--max-new must be >= 0, got {}", o.max_new);
   std::vector<tasks::EvalPolicy> policies;
   std::vector<std::string> labels;

@@ -38,26 +38,28 @@ double parse_number(const std::string& item, const std::string& what) {
 
 }  // namespace
 
-std::vector<int64_t> parse_lengths(const std::string& text) {
+std::vector<int64_t> parse_lengths(const std::string& text, const char* flag) {
   std::vector<int64_t> out;
   for (std::string item : split(text, ',')) {
-    ESA_CHECK(!item.empty(), "bad --lengths '{}': an empty item", text);
+    ESA_CHECK(!item.empty(), "bad {} '{}': an empty item", flag, text);
     int64_t scale = 1;
     if (item.back() == 'k' || item.back() == 'K') {
       scale = 1024, item.pop_back();
     } else if (item.back() == 'm' || item.back() == 'M') {
       scale = 1024 * 1024, item.pop_back();
     }
-    ESA_CHECK(!item.empty(), "bad --lengths '{}': a unit without a number", text);
+    ESA_CHECK(!item.empty(), "bad {} '{}': a unit without a number", flag, text);
     const double v = parse_number(item, "length") * double(scale);
-    ESA_CHECK(v >= 1 && v <= double(1ll << 40) && v == std::floor(v), "bad --lengths item '{}': not a whole number of "
-              "tokens >= 1", item);
+    ESA_CHECK(v >= 1 && v <= double(1ll << 40) && v == std::floor(v), "bad {} item '{}': not a whole number of "
+              "tokens from 1 to 2^40", flag, item);
     out.push_back(int64_t(v));
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
+
+constexpr int64_t kMaxDepths = 100000;
 
 std::vector<double> parse_depths(const std::string& text) {
   std::vector<double> percent;
@@ -66,6 +68,10 @@ std::vector<double> parse_depths(const std::string& text) {
     ESA_CHECK(p.size() == 3, "bad --depths '{}': expected from:to:step (percent) or a list", text);
     const double from = parse_number(p[0], "depth"), to = parse_number(p[1], "depth"), step = parse_number(p[2], "depth");
     ESA_CHECK(step > 0 && from <= to, "bad --depths '{}': need from <= to and step > 0", text);
+    // Counted before the loop: a tiny step would otherwise fill memory one depth at a time.
+    const double count = std::floor((to - from) / step + 1e-9) + 1;
+    ESA_CHECK(std::isfinite(count) && count <= double(kMaxDepths), "bad --depths '{}': {} depths, more than the {} an "
+              "eval may have", text, count, kMaxDepths);
     for (int64_t i = 0; from + double(i) * step <= to + 1e-9; ++i) percent.push_back(from + double(i) * step);
   } else {
     for (const std::string& item : split(text, ',')) percent.push_back(parse_number(item, "depth"));

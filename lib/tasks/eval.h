@@ -32,7 +32,7 @@ struct EvalGrid {
 };
 
 /// "4k,8k,16k" (k = 1024) or "3000,6000"; sorted, duplicates removed. Throws on bad items.
-std::vector<int64_t> parse_lengths(const std::string& text);
+std::vector<int64_t> parse_lengths(const std::string& text, const char* flag = "--lengths");
 /// "0:100:10" (percent, from:to:step, both ends included) or "10,50,90" (percent). Throws on
 /// bad items or values outside [0, 100].
 std::vector<double> parse_depths(const std::string& text);

@@ -116,7 +116,7 @@ scenario_errors() {
   expect_error "a policy twice" "lists 'full' twice" "$ESA" eval --policy full,full -o "$WORK/x.h5"
   expect_error "bad --lengths" "bad --lengths" "$ESA" eval --lengths 4k,,8k -o "$WORK/x.h5"
   expect_error "bad --depths" "outside [0, 100]" "$ESA" eval --depths 0:110:10 -o "$WORK/x.h5"
-  expect_error "bad --samples" "--samples must be >= 1" "$ESA" eval --samples 0 -o "$WORK/x.h5"
+  expect_error "bad --samples" "--samples must be 1 to 100000" "$ESA" eval --samples 0 -o "$WORK/x.h5"
   expect_error "bad --chat" "bad --chat 'maybe'" "$ESA" eval --chat maybe -o "$WORK/x.h5"
   expect_error "--resume with --force" "contradict" "$ESA" eval --resume --force -o "$WORK/x.h5"
   expect_error "missing haystack" "/nonexistent/hay.txt" \

@@ -80,6 +80,12 @@ row energy_nan "--energy: nan is not a fraction in (0, 1]" - "$ESA" calibrate --
 row energy_zero "--energy: 0 is not a fraction in (0, 1]" - "$ESA" calibrate --qk "$WORK/none.h5" --energy 0 -o "$WORK/p.h5"
 row energy_with_dim "--dim excludes --energy" - "$ESA" calibrate --qk "$WORK/none.h5" --energy 0.9 --dim 4 -o "$WORK/p.h5"
 row ridge_nan "--ridge: nan is not a floor in [0, 1]" - "$ESA" calibrate --qk "$WORK/none.h5" --ridge nan -o "$WORK/p.h5"
+row depths_tiny_step "depths, more than the 100000 an eval may have" "$WORK/r.h5" \
+  timeout 10 "$ESA" eval --model "$LONG" --lengths 1k --depths 0:100:1e-9 -o "$WORK/r.h5"
+row samples_huge "--samples must be 1 to 100000, got 10000000000" "$WORK/r.h5" \
+  timeout 10 "$ESA" eval --model "$LONG" --lengths 1k --samples 10000000000 -o "$WORK/r.h5"
+row prefill_huge "the KV cache: 1000000000 tokens need" - \
+  timeout 10 "$ESA" bench model --model "$TINY" --prefill 1000000000 --decode 0
 mkfifo "$WORK/fifo.txt"
 row fifo_text "fifo.txt: not a regular file (a FIFO)" "$WORK/q.h5" \
   timeout 10 "$ESA" dump --model "$TINY" --seq-len 128 --text "$WORK/fifo.txt" -o "$WORK/q.h5" -q
