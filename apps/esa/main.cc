@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <string_view>
 
 #include "commands.h"
 #include "core/error.h"
@@ -32,6 +33,32 @@ std::string default_calibration_text_path() {
 }
 
 }  // namespace esa::cli
+
+namespace {
+
+// An error is one line whatever it quotes: names, keys and paths from files or the command line
+// may hold newlines or other control characters, shown escaped ("\n", "\x1b").
+std::string one_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += ' ';
+    } else if (c < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   esa::set_command_line(argc, argv);
@@ -65,12 +92,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // One line, as every other error (CLI11's own exit() adds "Run with --help ..." on a second).
     std::string what = e.what();
-    for (char& c : what) c = c == '\n' ? ' ' : c;
-    fmt::print(stderr, "esa: error: {} (esa --help, or esa <command> --help)\n", what);
+    for (char& c : what) c = c == '\n' ? ' ' : c;  // CLI11's own multi-line messages read as one
+    fmt::print(stderr, "esa: error: {} (esa --help, or esa <command> --help)\n", one_line(what));
     return e.get_exit_code() != 0 ? e.get_exit_code() : 1;
   } catch (const esa::Error& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "esa: error: {}\n", e.what());
+    fmt::print(stderr, "esa: error: {}\n", one_line(e.what()));
     return 1;
   } catch (const esa::Interrupted& e) {
     // Temporary outputs are gone by now (unwinding); eval and sweep keep their finished cases.
@@ -82,7 +109,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "esa: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "esa: internal error: {}\n", e.what());
+    fmt::print(stderr, "esa: internal error: {}\n", one_line(e.what()));
     return 2;
   }
   return 0;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -267,6 +268,19 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
               "(data section holds {} bytes; truncated?)",
               path, info.name, info.n_bytes, info.offset, data_size);
     info.data = file_->data() + data_offset_ + info.offset;
+  }
+  // Two tensors over the same bytes: a corrupt or hand-edited file (llama.cpp's writer never does
+  // it), and a silent wrong answer if read. Checked in offset order; the tensor list keeps its own.
+  std::vector<const GgufTensorInfo*> by_offset;
+  for (const GgufTensorInfo& info : tensors_) {
+    if (info.n_bytes > 0) by_offset.push_back(&info);
+  }
+  std::sort(by_offset.begin(), by_offset.end(), [](const auto* a, const auto* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const GgufTensorInfo& a = *by_offset[i - 1];
+    const GgufTensorInfo& b = *by_offset[i];
+    ESA_CHECK(b.offset >= a.offset + a.n_bytes, "{}: tensors '{}' [{}, {}) and '{}' [{}, {}) overlap", path, a.name,
+              a.offset, a.offset + a.n_bytes, b.name, b.offset, b.offset + b.n_bytes);
   }
 }
 

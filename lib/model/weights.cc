@@ -117,6 +117,11 @@ ModelWeights load_from(const TensorSource& src, const Names& names, const ModelC
   if (!names.rope_freqs.empty() && src.has(names.rope_freqs)) {
     const Tensor f = load_checked(src, names.rope_freqs, {c.rope.dim / 2}, "RoPE frequency factors [rope dim / 2]");
     w.rope_freqs.assign(f.data(), f.data() + f.numel());
+    // The RoPE table divides by them: checked here, where the file can be named.
+    for (size_t i = 0; i < w.rope_freqs.size(); ++i) {
+      ESA_CHECK(w.rope_freqs[i] > 0.0f, "{}: tensor '{}' holds frequency factor {} = {}, expected > 0", src.path,
+                names.rope_freqs, i, w.rope_freqs[i]);
+    }
   }
   w.layers.resize(size_t(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {

@@ -81,6 +81,11 @@ int main(int argc, char** argv) {
     b = good;
     poke<uint64_t>(b, at + 4, uint64_t(1) << 45);
     gguf_case("offset_past_end.gguf", b, "past the end");
+    // A second tensor over the first's bytes (blk.0.attn_q.weight moved to token_embd's offset 0).
+    b = good;
+    const size_t q_at = b.find("blk.0.attn_q.weight") + 19 + 4 + 16 + 4;
+    poke<uint64_t>(b, q_at, 0);
+    gguf_case("overlapping_tensors.gguf", b, "overlap");
   }
   {
     std::string b = good;
