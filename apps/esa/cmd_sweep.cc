@@ -343,10 +343,14 @@ void register_sweep(CLI::App& app) {
   o->defaults.calib_text = default_calibration_text_path();
   CLI::App* cmd = app.add_subcommand("sweep", "Run an ablation grid (TOML: fixed settings + axes) of eval cells, "
                                               "calibrating where a cell needs it; every cell to sweep.h5");
-  cmd->add_option("--config,-c", o->config, "Grid config (TOML), e.g. experiments/paper_eps.toml");
+  CLI::Option* config = cmd->add_option("--config,-c", o->config, "Grid config (TOML), e.g. experiments/paper_eps.toml");
   cmd->add_option("--output,-o", o->output, "Output sweep.h5 (an existing one is resumed: finished cells are kept)");
-  cmd->add_option("--shard", o->shard, "Run only shard i of N (i/N, cells index % N == i - 1), for job arrays");
-  cmd->add_option("--merge", o->merge, "Join sweep files (shards) into --output instead of running")->expected(1, -1);
+  CLI::Option* shard =
+      cmd->add_option("--shard", o->shard, "Run only shard i of N (i/N, cells index % N == i - 1), for job arrays");
+  cmd->add_option("--merge", o->merge, "Join sweep files (shards) into --output instead of running")
+      ->expected(1, -1)
+      ->excludes(config)
+      ->excludes(shard);
   cmd->add_option("--cache", o->cache, "Folder for calibration dumps and projections (default: <output>.cache)");
   cmd->add_option("--model,-m", o->defaults.model, "Model for cells that do not set one")->capture_default_str();
   cmd->add_option("--haystack", o->defaults.haystack, "Essay haystack for cells that do not set one")

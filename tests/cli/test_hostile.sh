@@ -87,6 +87,8 @@ row samples_huge "--samples must be 1 to 100000, got 10000000000" "$WORK/r.h5" \
 row prefill_huge "the KV cache: 1000000000 tokens need" - \
   timeout 10 "$ESA" bench model --model "$TINY" --prefill 1000000000 --decode 0
 row newline_in_output_path 'does not exist' - "$ESA" eval --model "$LONG" --lengths 1k -o "$WORK/no"$'\n'"such/r.h5"
+row merge_with_config "--config excludes --merge" "$WORK/s.h5" \
+  "$ESA" sweep --merge "$WORK/a.h5" --config "$WORK/g.toml" -o "$WORK/s.h5"
 mkfifo "$WORK/fifo.txt"
 row fifo_text "fifo.txt: not a regular file (a FIFO)" "$WORK/q.h5" \
   timeout 10 "$ESA" dump --model "$TINY" --seq-len 128 --text "$WORK/fifo.txt" -o "$WORK/q.h5" -q
