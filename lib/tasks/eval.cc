@@ -8,6 +8,8 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <set>
+#include <tuple>
 
 #include "attention/diagnostics.h"
 #include "core/error.h"
@@ -276,7 +278,23 @@ std::vector<CaseResult> read_cases(const io::H5File& f, const std::string& group
   const auto new_tokens = col("new_tokens", f.read_ints(group + "/new_tokens"));
   const auto stop = col("stop_reason", f.read_strings(group + "/stop_reason"));
   std::vector<CaseResult> out(n);
+  std::set<std::tuple<std::string, int64_t, int64_t, int64_t>> seen;
   for (size_t i = 0; i < n; ++i) {
+    // A row esa could not have written (a corrupt or hand-edited file) would be carried into a
+    // resumed run and counted: refused, naming the row.
+    const std::string where = fmt::format("{}: {} row {}", f.path(), group, i);
+    ESA_CHECK(!policy[i].empty(), "{}: an empty policy name", where);
+    ESA_CHECK(length[i] >= 1 && length[i] <= (int64_t(1) << 40), "{}: length {} is not 1 .. 2^40 tokens", where,
+              length[i]);
+    ESA_CHECK(std::isfinite(depth[i]) && depth[i] >= 0.0 && depth[i] <= 1.0, "{}: depth {} is outside [0, 1]", where,
+              depth[i]);
+    ESA_CHECK(sample[i] >= 0, "{}: sample {} is negative", where, sample[i]);
+    ESA_CHECK(tokens[i] >= 0 && new_tokens[i] >= 0, "{}: negative token counts ({}, {})", where, tokens[i],
+              new_tokens[i]);
+    ESA_CHECK(correct[i] == 0 || correct[i] == 1, "{}: correct is {}, expected 0 or 1", where, correct[i]);
+    ESA_CHECK(seen.emplace(policy[i], length[i], depth_ppm(depth[i]), sample[i]).second,
+              "{}: a second row for case ({}, length {}, depth {}, sample {})", where, policy[i], length[i], depth[i],
+              sample[i]);
     CaseResult& c = out[i];
     c.key = CaseKey{policy[i], length[i], depth_ppm(depth[i]), sample[i]};
     c.tokens = tokens[i];

@@ -13,6 +13,7 @@ way another tool would. Usage:
   h5_layout.py sweep-cells sweep.h5       one line per cell: id, status, settings, its cases' answers
 Exit status 1 with a message on the first violation."""
 import os
+import shutil
 import sys
 
 import h5py
@@ -199,6 +200,19 @@ def zero_dataset(src, dst, name):
         g[name][...] = 0
 
 
+def corrupt_case(src, dst, column, value):
+    """A copy of an eval results file whose first case has `column` set to `value` ("dup": the
+    second row repeats the first's key)."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        c = f["cases"]
+        if column == "dup":
+            for k in ("policy", "length", "depth", "sample"):
+                c[k][1] = c[k][0]
+        else:
+            c[column][0] = float(value) if c[column].dtype.kind == "f" else int(value)
+
+
 def set_attr(path, name, value):
     with h5py.File(path, "r+") as f:
         esa_h5.set_text(f, name, value)
@@ -208,4 +222,4 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"check-qk": check_qk, "check-proj": check_proj, "copy-proj": copy_proj, "identity-proj": identity_proj,
      "drop-layer": drop_layer, "check-results": check_results, "cases": cases, "set-attr": set_attr,
-     "check-sweep": check_sweep, "sweep-cells": sweep_cells, "zero-dataset": zero_dataset}[cmd](*args)
+     "check-sweep": check_sweep, "sweep-cells": sweep_cells, "zero-dataset": zero_dataset, "corrupt-case": corrupt_case}[cmd](*args)

@@ -80,6 +80,15 @@ scenario_resume() {
     "$PY" "$HERE/h5_layout.py" cases "$WORK/run.h5" >"$WORK/run.cases"
     check "killed + resumed gives the uninterrupted run's answers" diff "$WORK/ref.cases" "$WORK/run.cases"
   fi
+  if [[ -n "$PY" ]]; then  # rows esa could not have written are refused, not carried and counted
+    for bad in "depth nan:depth nan is outside [0, 1]" "length -3:length -3 is not 1" \
+               "dup 0:a second row for case"; do
+      "$PY" "$HERE/h5_layout.py" corrupt-case "$WORK/run.h5" "$WORK/bad.h5" ${bad%%:*}
+      expect_error "--resume over a corrupt row (${bad%%:*})" "bad.h5: /cases row" \
+        "$ESA" eval "$@" -o "$WORK/bad.h5" --resume
+      expect_error "… naming what is wrong" "${bad#*:}" "$ESA" eval "$@" -o "$WORK/bad.h5" --resume
+    done
+  fi
   "$ESA" eval "$@" -o "$WORK/run.h5" --resume >"$WORK/run3.out" 2>&1
   check "resuming a complete run redoes nothing" grep -q "20 cases (0 run now, 20 from before)" "$WORK/run3.out"
   # Growing the grid: a new length runs only its own cases.
