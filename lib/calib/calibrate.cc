@@ -220,12 +220,14 @@ CalibrateReport calibrate(const CalibrateOptions& o) {
     for (size_t i = g0; i < g1; ++i) {
       try {
         report.layers[i] = fit_layer(data[i - g0], info, n_train, o, fitted[i]);
+      } catch (const Interrupted&) {
+        // Rethrown below, once every thread is out (an exception may not leave the region).
       } catch (const std::exception& e) {
         errors[i - g0] = e.what();
       }
     }
+    check_interrupt();  // SIGINT/SIGTERM first: the fits it cut short are not errors
     for (const auto& e : errors) ESA_CHECK(e.empty(), "{}", e);
-    check_interrupt();
     progress.advance(int64_t(g1 - g0));
   }
   progress.finish();

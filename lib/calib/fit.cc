@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 
 namespace esa::calib {
 namespace {
@@ -346,6 +347,7 @@ AdamResult fit_adam(const attention::LayerProjection& start, const RowSet& train
   std::vector<int64_t> qpos(size_t(o.batch)), kpos(size_t(o.keys)), qrows(size_t(o.batch)), krows(size_t(o.keys));
   for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
+      check_interrupt();  // a fit runs for minutes: SIGTERM ends it within a step
       const size_t s = pick_seq(gen);
       const int64_t len = train.end[s] - train.begin[s];
       std::uniform_int_distribution<int64_t> qd(train.skip + 1, len - 1), kd(train.skip, len - 1);

@@ -129,6 +129,16 @@ scenario_errors() {
   expect_error "calibrate onto its own input" "is the run's input --qk" \
     "$ESA" calibrate --qk "$qk" --dim 4 -o "$qk" --force -q
   check "the input dump is intact" "${PY:-true}" "$HERE/h5_layout.py" check-qk "$qk"
+  # SIGTERM during a long Adam fit: it ends within a step (not at the next layer group), 128 + 15.
+  "$ESA" calibrate --qk "$qk" --dim 4 --method adam --epochs 100000 -o "$WORK/p_term.h5" -q 2>"$WORK/term.err" &
+  local pid=$! t0
+  sleep 1.5
+  t0=$(date +%s%N)
+  kill -TERM $pid
+  wait $pid; rc=$?
+  local waited_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  check "SIGTERM ends a long calibrate fit (exit $rc, ${waited_ms} ms)" test $rc -eq 143 -a $waited_ms -lt 10000
+  check "… with one line and no output" test "$(wc -l <"$WORK/term.err")" -eq 1 -a ! -e "$WORK/p_term.h5"
   check "no partial outputs left behind" bash -c '! ls "$1"/*.partial-* "$2"/*.partial-* >/dev/null 2>&1' _ "$WORK" "$FLOW"
   check "no output from failed runs" bash -c '! ls "$1"/p_*.h5 "$1"/p17.h5 "$1"/big.h5 "$1"/l.h5 >/dev/null 2>&1' _ "$WORK"
 }
