@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "core/child_probe.h"
@@ -181,8 +182,24 @@ herr_t check_attribute(hid_t object, const char* name, const H5A_info_t*, void*)
   return 0;
 }
 
-void walk_object(hid_t object, int depth, long& objects) {
+// An object's identity in its file: hard links fanning out (a group linked many times from each
+// level) would otherwise be walked once per path, exponentially in the depth.
+std::string object_identity(hid_t object) {
+#if H5_VERSION_GE(1, 12, 0)
+  H5O_info2_t info;
+  if (H5Oget_info3(object, &info, H5O_INFO_BASIC) < 0) return {};
+  return std::string(reinterpret_cast<const char*>(&info.token), sizeof info.token);
+#else
+  H5O_info_t info;
+  if (H5Oget_info2(object, &info, H5O_INFO_BASIC) < 0) return {};
+  return std::string(reinterpret_cast<const char*>(&info.addr), sizeof info.addr);
+#endif
+}
+
+void walk_object(hid_t object, int depth, long& objects, std::set<std::string>& visited) {
   if (depth > kWalkMaxDepth || ++objects > kWalkMaxObjects) return;
+  const std::string identity = object_identity(object);
+  if (!identity.empty() && !visited.insert(identity).second) return;  // reached before by another link
   (void)H5Aexists(object, "\x01esa-structure-check");  // a name no file has: every attribute message is read
   hsize_t index = 0;
   (void)H5Aiterate2(object, H5_INDEX_NAME, H5_ITER_INC, &index, check_attribute, nullptr);
@@ -201,14 +218,15 @@ void walk_object(hid_t object, int depth, long& objects) {
     const ssize_t len = H5Lget_name_by_idx(object, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
     if (len <= 0 || size_t(len) >= sizeof name || H5Lexists(object, name, H5P_DEFAULT) <= 0) continue;
     Handle child(H5Oopen(object, name, H5P_DEFAULT), H5Oclose);
-    if (child.ok()) walk_object(child.get(), depth + 1, objects);
+    if (child.ok()) walk_object(child.get(), depth + 1, objects, visited);
   }
 }
 
 void walk_file(hid_t file) {
   Handle root(H5Oopen(file, "/", H5P_DEFAULT), H5Oclose);
   long objects = 0;
-  if (root.ok()) walk_object(root.get(), 0, objects);
+  std::set<std::string> visited;
+  if (root.ok()) walk_object(root.get(), 0, objects, visited);
 }
 
 // Whether an over-read faults (or trips a sanitizer) depends on what lies past the buffer, so the

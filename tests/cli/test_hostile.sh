@@ -138,7 +138,17 @@ with h5py.File(sys.argv[2], "r+") as f:
 PY
 "$PY" -c "import h5py, sys; f = h5py.File(sys.argv[1], 'w'); f.attrs['format'] = 'esa-qk'; f.attrs['format_version'] = 1" \
   "$WORK/qk_vlen.h5"
+# Hard links fanning out: 20 links from each of 11 levels to the next (20^11 paths, 12 groups).
+"$PY" -c "
+import h5py, sys
+with h5py.File(sys.argv[1], 'w') as f:
+    gs = [f.create_group(f'g{i}') for i in range(12)]
+    for i in range(11):
+        for j in range(20):
+            gs[i][f'l{j}'] = gs[i + 1]
+" "$WORK/fanout.h5"
 C=(calibrate --dim 4 -q)
+row qk_links_fanning_out "fanout.h5: not an esa esa-qk file" "$WORK/p.h5" timeout 10 "$ESA" "${C[@]}" --qk "$WORK/fanout.h5" -o "$WORK/p.h5"
 row qk_nan_activations "qk_nan.h5: /layer_01/k holds NaN or Inf" "$WORK/p.h5" "$ESA" "${C[@]}" --qk "$WORK/qk_nan.h5" -o "$WORK/p.h5"
 row qk_wrong_layer_count "qk_layers.h5: layer 1 listed, but the model has 1 layers" "$WORK/p.h5" "$ESA" "${C[@]}" --qk "$WORK/qk_layers.h5" -o "$WORK/p.h5"
 row qk_truncated "qk_cut.h5" "$WORK/p.h5" "$ESA" "${C[@]}" --qk "$WORK/qk_cut.h5" -o "$WORK/p.h5"
