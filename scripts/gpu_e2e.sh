@@ -36,8 +36,8 @@ ESA_REQUIRE_MODEL=1 "$BIN/test_forward_cuda" --gtest_filter='CudaTest.EmbeddedMo
   && RESULT[logits]=pass || RESULT[logits]=FAIL
 grep "relative error" "$LOG"
 
-# 2. The same passkey cases on both devices (the CPU with every host core, in the background).
-policies=full,infllm,esa,oracle
+# 2. The same passkey cases on both devices, every policy (the CPU with every host core, in the background).
+policies=full,infllm,quest,esa,oracle  # the five selecting policies and full
 timeout $(( $(left) - 60 )) "$BIN/esa" eval --suite passkey --lengths "$LENGTHS" --policy "$policies" "${common[@]}" \
   --device cpu -o "$OUTDIR/passkey_cpu.h5" >"$OUTDIR/passkey_cpu.txt" 2>>"$LOG" &
 cpu_pid=$!
