@@ -40,6 +40,7 @@ struct FlashLayout {
   static constexpr int tile = kCols * ld;
   static constexpr size_t bytes = size_t(rows * ld + 4 * tile) * sizeof(bf16);  // Q, K[2], V[2]
   static constexpr int vectors = kCols * D / 8 / threads;                      // 16-byte copies a thread a tile
+  static_assert(kCols * D / 8 % threads == 0, "a tile's 16-byte copies divide evenly over the threads");
 };
 
 // Warps a block: 8 (128 rows, each K/V tile read once for twice the rows) once the chunk fills

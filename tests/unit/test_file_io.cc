@@ -1,20 +1,18 @@
 // core/file_io.h and the fault guard: parse_json, the one JSON reader (depth cap, top-level key
-// order, one-line excerpts of values for messages, a wide object in linear-logarithmic time);
+// order, one-line excerpts of values for messages, a wide object whole and in order);
 // reads that refuse what is not a regular file; a mapped file truncated under the reader.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-
-#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 
-#include "core/error.h"
 #include "core/atomic_output.h"
+#include "core/error.h"
 #include "core/file_io.h"
 #include "core/mapped_file.h"
 
@@ -51,19 +49,18 @@ TEST(Json, TopKeysInTextOrderOnce) {
   EXPECT_EQ(j.at("b"), 3);  // a duplicate key: the last value, as nlohmann keeps it
 }
 
-TEST(Json, WideObjectParsesInLinearLogTime) {
+// A wide object (a safetensors header of many tensors) keeps every key and their order. (The
+// quadratic insertion-ordered object this reader replaced took minutes here; speed itself is for
+// benchmarks, not tests.)
+TEST(Json, WideObjectKeepsEveryKeyInOrder) {
   std::string wide = "{";
   for (int i = 0; i < 300000; ++i) wide += (i ? ",\"" : "\"") + std::to_string(i) + "\":" + std::to_string(i);
   wide += "}";
   std::vector<std::string> keys;
-  const auto t0 = std::chrono::steady_clock::now();
   const nlohmann::json j = parse_json(wide, "x.json", &keys);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(j.size(), 300000u);
-  EXPECT_EQ(keys.front(), "0");
-  EXPECT_EQ(keys.back(), "299999");
-  // Not a timing test: an insertion-ordered object is quadratic and takes minutes here.
-  EXPECT_LT(s, 30.0);
+  ASSERT_EQ(keys.size(), 300000u);
+  for (size_t i = 0; i < keys.size(); i += 9973) EXPECT_EQ(keys[i], std::to_string(i));
 }
 
 TEST(Json, ExcerptsAreShortAndOneLine) {
