@@ -105,7 +105,9 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
       }
     }
     const bool rotate = phase == 1 && p.k_rotated == nullptr && p.rope.low != nullptr;
-    const __nv_bfloat16* keys = phase == 1 && p.k_rotated != nullptr ? p.k_rotated : p.k;
+    const bool from_rotated = phase == 1 && p.k_rotated != nullptr;
+    const __nv_bfloat16* keys = from_rotated ? p.k_rotated : p.k;
+    const int64_t key_row_shift = from_rotated ? p.k_rotated_first_row : 0;
     // UNROLL row steps per warp iteration: indices first, then every K and V load, then the math
     // (the loads of all steps are in flight together; one softmax rescale per iteration).
     for (int64_t base = lo + int64_t(warp) * UNROLL * kRowsPerStep; base < hi; base += kWarps * UNROLL * kRowsPerStep) {
@@ -121,7 +123,8 @@ __global__ void __launch_bounds__(kWarps * 32) gathered_split_kernel(GatheredAtt
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) {
         const int64_t offset = (row[u] * p.hkv + kv) * D + part * 8;
-        k_raw[u] = valid[u] ? __ldg(reinterpret_cast<const uint4*>(keys + offset)) : make_uint4(0, 0, 0, 0);
+        const int64_t key_offset = offset - key_row_shift * p.hkv * D;
+        k_raw[u] = valid[u] ? __ldg(reinterpret_cast<const uint4*>(keys + key_offset)) : make_uint4(0, 0, 0, 0);
         v_raw[u] = valid[u] ? __ldg(reinterpret_cast<const uint4*>(p.v + offset)) : make_uint4(0, 0, 0, 0);
       }
       float score[UNROLL][GROUP_MAX];
@@ -288,6 +291,7 @@ bool valid_params(const GatheredAttentionParams& p) {
   if (p.hkv <= 0 || p.hq % p.hkv != 0 || p.hq / p.hkv > kMaxGroup || (p.d != 64 && p.d != 128)) return false;
   if (p.n_rows < 0 || p.range_end < p.range_begin || p.out == nullptr || p.partial == nullptr) return false;
   if (p.queries < 1 || p.queries > 65535 || (p.causal && p.range_end - p.range_begin < p.queries - 1)) return false;
+  if (p.k_rotated != nullptr && (p.k_rotated_first_row < 0 || p.k_rotated_first_row > p.range_begin)) return false;
   if (p.rope.low != nullptr) {
     const int lanes = p.rope.half / 8;
     if (p.rope.half % 8 != 0 || 2 * p.rope.half > p.d || (lanes & (lanes - 1)) != 0) return false;

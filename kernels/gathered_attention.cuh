@@ -22,10 +22,11 @@ struct GatheredAttentionParams {
   const float* q_local = nullptr;  // [queries, hq, d] query for the range rows
   const __nv_bfloat16* k = nullptr;  // [n, hkv, d] cached keys (before RoPE)
   const __nv_bfloat16* v = nullptr;  // [n, hkv, d]
-  const __nv_bfloat16* k_rotated = nullptr;  // optional [n, hkv, d]: every key at its own position;
+  const __nv_bfloat16* k_rotated = nullptr;  // optional [rows, hkv, d]: keys at their own positions;
                                              // the range reads these, not rotated again (the
                                              // forward keeps them: a decode step's local window
                                              // costs as much as its gathered rows)
+  int64_t k_rotated_first_row = 0;  // k_rotated holds rows from this one on (a window of the cache)
   const int* rows = nullptr;       // [n_rows] listed rows (long branch)
   int n_rows = 0;
   const int* rows_valid = nullptr; // optional device [1]: listed rows at or past *rows_valid are

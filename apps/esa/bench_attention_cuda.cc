@@ -18,7 +18,7 @@
 
 #include "attention/selection_cuda.h"
 #include "bench/random_fill.cuh"
-#include "bench/rope_rows.cuh"
+#include "rope_rows.cuh"
 #include "core/cuda_check.h"
 #include "core/device_buffer.h"
 #include "esa_select.cuh"
@@ -198,7 +198,8 @@ void time_prefill_chunk(const ChunkBench& b, const std::string& policy, cudaStre
     }
     ESA_CUDA_CHECK(cuda::launch_flash_chunk_attention(fp, stream));
   };
-  // The range's keys at their positions: the forward keeps them rotated (written once per token).
+  // The range's keys at their positions: the forward keeps them in a rotated window (each chunk
+  // turns its own new rows only, kernels/rope_rows.cuh), so the turn is outside the timing.
   ESA_CUDA_CHECK(cuda::launch_rope_rows(b.k, local_begin, n, int(b.hkv), int(b.d), b.rope, k_range.get(), stream));
   Events ev(3);
   std::vector<double> t_select, t_attend;
@@ -354,7 +355,7 @@ void run_bench_attention_cuda(const CudaBenchAttentionOptions& opt) {
       ap.range_end = n;
       ap.rope = {inv_freq.get(), reinterpret_cast<const float2*>(low.get()), reinterpret_cast<const float2*>(high.get()),
                  int(split.half), split.adjacent_pairs};
-      // esa reads the local window's keys from the rotated copy the forward keeps; esa-rope rotates
+      // esa reads the local window's keys from the rotated window the forward keeps; esa-rope rotates
       // them per row and step (the kernel's path without that copy), for comparison.
       DeviceArray<__nv_bfloat16> k_rotated(policy == "esa" ? size_t(n * width) : size_t(1));
       if (policy == "esa") {

@@ -89,6 +89,9 @@ class Policy {
   /// wraps another to record or change its choices (diagnostics, esa dump) keeps being called;
   /// null too in a build without CUDA, and for options the device half does not take.
   virtual std::unique_ptr<DeviceSelector> make_device_selector(const DeviceContext& context) const;
+  /// Whether the policy reads cached keys before RoPE (a long branch, scores over keys). One that
+  /// does not (full) lets the GPU cache keep its keys rotated only, as dense attention reads them.
+  virtual bool reads_keys_before_rope() const { return true; }
   const PolicyOptions& options() const { return options_; }
   /// Unique among the policies of this process: a device half made for one policy object is
   /// never reused for another that happens to reuse its address.

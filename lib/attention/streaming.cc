@@ -19,6 +19,7 @@ class FullPolicy final : public Policy {
  public:
   explicit FullPolicy(PolicyOptions o) : Policy(std::move(o)) {}
   Selection select(const LayerInputs&) override { return Selection{0, {{}}}; }
+  bool reads_keys_before_rope() const override { return false; }
 
   std::unique_ptr<DeviceSelector> make_device_selector(const DeviceContext& context) const override {
 #ifdef ESA_WITH_CUDA

@@ -23,6 +23,7 @@
 #include "gather_rows.cuh"
 #include "gathered_attention.cuh"
 #include "model_ops.cuh"
+#include "rope_rows.cuh"
 
 namespace esa {
 namespace {
@@ -36,32 +37,77 @@ constexpr int64_t kChunkFlashQueries = 8;
 using cuda::Buffer;
 using cuda::Memory;
 
-// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand, and the
-// same keys rotated to their own positions (the local branch reads those: no RoPE per row and
-// step; +50% of the cache, as the CPU's KvCache keeps); in device memory, or (kv_offload) in
-// mapped host memory that the kernels read over the bus.
+// The local branch's keys at their own positions for a cache that holds keys before RoPE: rows
+// [begin_, end_) of one layer, turned from the cache (kernels/rope_rows.cuh) as the window slides,
+// in device memory. Rows stay in their slots between chunks, so a decode step turns one row; a
+// window that would run past the buffer starts over at its front (one window's turn, once per
+// half a window of new rows). Rows the forward rewrites are forgotten first (forget_from).
+class RotatedWindow {
+ public:
+  /// Rows [begin, end) of `keys` [rows, heads * d] at their positions; the pointer is row begin's.
+  const bf16* cover(const bf16* keys, int64_t begin, int64_t end, int heads, int d, const cuda::RopeTables& rope,
+                    cudaStream_t stream) {
+    const int64_t width = int64_t(heads) * d, need = end - begin;
+    if (begin < begin_ || begin > end_ || end - base_ > capacity_) {  // start over at the front
+      if (need > capacity_) {
+        capacity_ = need + std::max<int64_t>(need / 2, 64);
+        rows_.resize(size_t(capacity_ * width), "the local window's rotated keys");
+      }
+      base_ = begin_ = end_ = begin;
+    }
+    if (end > end_) {
+      ESA_CUDA_CHECK(cuda::launch_rope_rows(keys, end_, end, heads, d, rope, rows_.get() + (end_ - base_) * width, stream));
+      end_ = end;
+    }
+    return rows_.get() + (begin - base_) * width;
+  }
+  /// Cache rows from `row` on are about to be rewritten.
+  void forget_from(int64_t row) {
+    end_ = std::min(end_, row);
+    begin_ = std::min(begin_, end_);
+  }
+  size_t bytes() const { return rows_.bytes(); }
+
+ private:
+  Buffer<bf16> rows_;
+  int64_t capacity_ = 0, base_ = 0, begin_ = 0, end_ = 0;  // rows [begin_, end_) valid; row r in slot r - base_
+};
+
+// The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand: K + V,
+// the paper's budget, with no second copy of the keys. The keys are held in the form their readers
+// want: rotated to their own positions for dense attention (a policy that reads no key before
+// RoPE, full), or before RoPE for a selecting policy (its long branch, scoring and host mirror),
+// whose local branch reads a RotatedWindow per layer. A sequence that changes between the two is
+// turned in place. In device memory, or (kv_offload) in mapped host memory read over the bus.
 class CudaKvStorage final : public DeviceKvStorage {
  public:
+  enum class KeyForm { rotated, before_rope };
+
   CudaKvStorage(int64_t layers, int64_t width, bool kv_offload)
       : width_(width),
         memory_(kv_offload ? Memory::mapped_host : Memory::device),
         k_(size_t(layers)),
         v_(size_t(layers)),
-        k_rotated_(size_t(layers)) {}
+        windows_(size_t(layers)) {}
   bool on_host() const { return memory_ == Memory::mapped_host; }
-  size_t bytes_allocated() const override { return 3 * size_t(layers()) * size_t(capacity_ * width_) * sizeof(bf16); }
+  size_t bytes_allocated() const override {
+    size_t b = 2 * size_t(layers()) * size_t(capacity_ * width_) * sizeof(bf16);
+    for (const RotatedWindow& w : windows_) b += w.bytes();
+    return b;
+  }
   int64_t layers() const { return int64_t(k_.size()); }
   int64_t capacity() const { return capacity_; }
+  KeyForm key_form() const { return form_; }
   bf16* k(int64_t layer) const { return k_[size_t(layer)].get(); }
   bf16* v(int64_t layer) const { return v_[size_t(layer)].get(); }
-  bf16* k_rotated(int64_t layer) const { return k_rotated_[size_t(layer)].get(); }
+  RotatedWindow& window(int64_t layer) { return windows_[size_t(layer)]; }
   /// Room for `tokens` rows, keeping the first `keep` rows of every layer.
   void ensure(int64_t tokens, int64_t keep, cudaStream_t stream) {
     if (tokens <= capacity_) return;
     const int64_t cap = std::max(tokens, capacity_ * 3 / 2);
     const std::string what = fmt::format("the KV cache ({} tokens)", cap);
     for (int64_t l = 0; l < layers(); ++l) {
-      for (auto* table : {&k_, &v_, &k_rotated_}) {
+      for (auto* table : {&k_, &v_}) {
         Buffer<bf16>& b = (*table)[size_t(l)];
         if (b.empty()) b = Buffer<bf16>(0, what.c_str(), memory_);  // the placement, before growing
         b.grow(size_t(cap * width_), size_t(keep * width_), what.c_str(), stream);
@@ -69,12 +115,25 @@ class CudaKvStorage final : public DeviceKvStorage {
     }
     capacity_ = cap;
   }
+  /// The first `rows` keys of every layer in `form`, turned in place if they were in the other;
+  /// rows from `rows` on are about to be written.
+  void use_form(KeyForm form, int64_t rows, int heads, int d, const cuda::RopeTables& rope, cudaStream_t stream) {
+    for (RotatedWindow& w : windows_) w.forget_from(form == form_ ? rows : 0);
+    if (form == form_) return;
+    const cuda::RopeTurn turn = form == KeyForm::rotated ? cuda::RopeTurn::to_position : cuda::RopeTurn::from_position;
+    for (int64_t l = 0; l < layers() && rows > 0; ++l) {
+      ESA_CUDA_CHECK(cuda::launch_rope_rows(k(l), 0, rows, heads, d, rope, k(l), stream, turn));
+    }
+    form_ = form;
+  }
 
  private:
   int64_t width_;
   Memory memory_;
   int64_t capacity_ = 0;
-  std::vector<Buffer<bf16>> k_, v_, k_rotated_;
+  KeyForm form_ = KeyForm::before_rope;
+  std::vector<Buffer<bf16>> k_, v_;
+  std::vector<RotatedWindow> windows_;
 
  public:
   /// The GPU half of the policy this sequence runs with (null: it selects on the host), made on
@@ -149,7 +208,7 @@ struct CudaForward::Impl {
   mutable Buffer<float> x, q, k, v, q_local, q_long, attn, proj, gate, up, partial, logits, k_rope;
   mutable Buffer<bf16> act;
   // Prefill-chunk attention (attend_chunk).
-  mutable Buffer<bf16> q_local16, q_long16, k_range16, v_range16, k_rows16, v_rows16;
+  mutable Buffer<bf16> q_local16, q_long16, v_range16, k_rows16, v_rows16;
   mutable Buffer<float> flash_partial;
 
   mutable float* pinned = nullptr;  // page-locked host memory: device-to-host copies stay asynchronous
@@ -227,10 +286,10 @@ struct CudaForward::Impl {
   // Attention of a chunk of T queries (at positions S - T ...) over the listed rows (device
   // `rows`, n_rows of them; queries q_long) and the range [range_begin, S) (causal; queries
   // q_local), both [T, heads, d] float, by the flash kernel (kernels/flash_attention.cuh) after
-  // the listed rows are gathered; the range reads the cache's rotated keys. `range_on_host`: the
-  // cache is in mapped host memory (--kv-offload), so the range's keys and values are copied to
-  // the device once rather than read over the bus by every query block.
-  void attend_chunk(const bf16* k_cache, const bf16* k_rotated, const bf16* v_cache, bool range_on_host, int64_t T,
+  // the listed rows are gathered. `k_range`: the range's keys at their positions (rows
+  // [range_begin, S)). `values_on_host`: the cache is in mapped host memory (--kv-offload), so the
+  // range's values are copied to the device once rather than read over the bus by every query block.
+  void attend_chunk(const bf16* k_cache, const bf16* k_range, const bf16* v_cache, bool values_on_host, int64_t T,
                     int64_t S, int64_t range_begin, const int* rows, int64_t n_rows, const int* rows_valid,
                     float scale, float* out) const {
     const ModelConfig& c = config;
@@ -246,14 +305,10 @@ struct CudaForward::Impl {
       ESA_CUDA_CHECK(cuda::launch_gather_rows(k_cache, v_cache, rows, int(n_rows), int(kw), k_rows16.get(),
                                               v_rows16.get(), s));
     }
-    const bf16* k_range = k_rotated + range_begin * kw;
     const bf16* v_range = v_cache + range_begin * kw;
-    if (range_on_host && R > 0) {
-      k_range16.resize(size_t(R * kw), "attention scratch (keys)");
+    if (values_on_host && R > 0) {
       v_range16.resize(size_t(R * kw), "attention scratch (values)");
-      ESA_CUDA_CHECK(cudaMemcpyAsync(k_range16.get(), k_range, size_t(R * kw) * sizeof(bf16), cudaMemcpyDefault, s));
       ESA_CUDA_CHECK(cudaMemcpyAsync(v_range16.get(), v_range, size_t(R * kw) * sizeof(bf16), cudaMemcpyDefault, s));
-      k_range = k_range16.get();
       v_range = v_range16.get();
     }
     cuda::FlashChunkParams fp;
@@ -405,6 +460,9 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
   m.ensure_scratch(T, host_select ? max_rows : 0);
   storage->ensure(std::max(S, cache.reserved_tokens()), start, m.stream);
   cudaStream_t s = m.stream;
+  using KeyForm = CudaKvStorage::KeyForm;
+  const KeyForm key_form = policy != nullptr && policy->reads_keys_before_rope() ? KeyForm::before_rope : KeyForm::rotated;
+  storage->use_form(key_form, start, int(nkv), int(hd), m.rope, s);
   StageClock clock(options.profile, s);
   using Stage = StageTimes::Stage;
   clock.mark(Stage::kOther);
@@ -445,10 +503,10 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     emit("k", l, m.k.get(), {T, nkv, hd});
     emit("v", l, m.v.get(), {T, nkv, hd});
     clock.mark(Stage::kKvWrite);
-    ESA_CUDA_CHECK(cuda::launch_store_kv(m.k.get(), m.v.get(), int(T), int(kw), storage->k(l), storage->v(l), start, s));
     ESA_CUDA_CHECK(cuda::launch_rope(m.q.get(), m.q_local.get(), int(T), int(nh), int(hd), m.rope, start, 1, s));
     ESA_CUDA_CHECK(cuda::launch_rope(m.k.get(), m.k_rope.get(), int(T), int(nkv), int(hd), m.rope, start, 1, s));
-    ESA_CUDA_CHECK(cuda::launch_to_bf16(m.k_rope.get(), storage->k_rotated(l) + start * kw, T * kw, s));
+    const float* k_stored = key_form == KeyForm::rotated ? m.k_rope.get() : m.k.get();
+    ESA_CUDA_CHECK(cuda::launch_store_kv(k_stored, m.v.get(), int(T), int(kw), storage->k(l), storage->v(l), start, s));
     emit("q_rope", l, m.q_local.get(), {T, nh, hd});
     emit("k_rope", l, m.k_rope.get(), {T, nkv, hd});
 
@@ -456,7 +514,6 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     p.q_local = m.q_local.get();
     p.k = storage->k(l);
     p.v = storage->v(l);
-    p.k_rotated = storage->k_rotated(l);
     p.range_end = S;
     p.queries = int(T);
     p.causal = true;
@@ -507,9 +564,16 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
       p.range_begin = sel.local_begin;  // (a copy from pageable memory has read `rows` when it returns)
     }
     clock.mark(Stage::kAttention);
+    // The range's keys at their positions: the cache's own, or the layer's window turned from it.
+    if (key_form == KeyForm::rotated) {
+      p.k_rotated = p.k;
+    } else {
+      p.k_rotated = storage->window(l).cover(p.k, p.range_begin, S, int(nkv), int(hd), m.rope, s);
+      p.k_rotated_first_row = p.range_begin;
+    }
     if (T >= kChunkFlashQueries) {
-      m.attend_chunk(p.k, p.k_rotated, p.v, storage->on_host(), T, S, p.range_begin, p.rows, p.n_rows, p.rows_valid,
-                     scale, m.attn.get());
+      m.attend_chunk(p.k, p.k_rotated + (p.range_begin - p.k_rotated_first_row) * kw, p.v, storage->on_host(), T, S,
+                     p.range_begin, p.rows, p.n_rows, p.rows_valid, scale, m.attn.get());
     } else {
       const int64_t total = p.n_rows + (p.range_end - p.range_begin);
       m.partial.resize(cuda::gathered_attention_partial_floats(total, p.hq, p.hkv, p.d, p.queries), "attention scratch");

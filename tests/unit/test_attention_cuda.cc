@@ -13,7 +13,7 @@
 #include <random>
 #include <set>
 
-#include "bench/rope_rows.cuh"
+#include "rope_rows.cuh"
 #include "core/half.h"
 #include "flash_attention.cuh"
 #include "gather_rows.cuh"
@@ -295,14 +295,17 @@ TEST_F(CudaTest, GatheredAttentionChunkMatchesCpu) {
       p.causal = true;
       p.rope = {d_freq.ptr, reinterpret_cast<const float2*>(d_low.ptr), reinterpret_cast<const float2*>(d_high.ptr),
                 int(split.half), split.adjacent_pairs};
-      // Every third case reads the range from keys rotated beforehand (as the forward keeps them),
-      // rounded to bf16 after the rotation: the flash kernel's bound.
+      // Every third case reads the range from keys rotated beforehand, rounded to bf16 after the
+      // rotation (the flash kernel's bound): a window of rows [first, le) that starts at or before
+      // the range, as the forward keeps it (k_rotated_first_row).
       const bool prerotated = case_index % 3 == 0;
-      DeviceArray<uint16_t> d_k_rotated(prerotated ? size_t(le * c.width) : size_t(1));
+      const int64_t first = lb / 2;
+      DeviceArray<uint16_t> d_k_rotated(prerotated ? size_t((le - first) * c.width) : size_t(1));
       if (prerotated) {
-        ASSERT_EQ(cuda::launch_rope_rows(reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), 0, le, hkv, d, p.rope,
+        ASSERT_EQ(cuda::launch_rope_rows(reinterpret_cast<const __nv_bfloat16*>(d_k.ptr), first, le, hkv, d, p.rope,
                                          reinterpret_cast<__nv_bfloat16*>(d_k_rotated.ptr), nullptr), cudaSuccess);
         p.k_rotated = reinterpret_cast<const __nv_bfloat16*>(d_k_rotated.ptr);
+        p.k_rotated_first_row = first;
       }
       p.hq = hq;
       p.hkv = hkv;

@@ -1,5 +1,5 @@
 // The element-wise and row kernels of the GPU forward (kernels/model_ops.cuh), launch_gather_rows
-// (kernels/gather_rows.cuh) and the benchmark-only launch_rope_rows (kernels/bench/rope_rows.cuh),
+// (kernels/gather_rows.cuh) and launch_rope_rows (kernels/rope_rows.cuh),
 // op by op against their CPU references: ops::rms_norm_cpu, ops::rope_cpu, ops::swiglu_cpu,
 // attention::gqa_fold, and plain loops for the lookups, copies and roundings. Shapes sit where the
 // launch geometry changes (256 threads a block, kernels/grid_stride.cuh) in the style of
@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "attention/selection.h"
-#include "bench/rope_rows.cuh"
+#include "rope_rows.cuh"
 #include "core/device.h"
 #include "core/device_buffer.h"
 #include "core/half.h"
@@ -419,6 +419,34 @@ TEST_P(RopeRowsTest, MatchesRopeCpuRoundedToBf16) {
   const std::vector<uint16_t> gpu = download(d_out, ref.size());
   expect_bf16_close(gpu, ref, kBf16Norm + kRopeTol.norm, &kRopeTol);
   expect_tail_copied(gpu, keys, n * s.heads, s.d, s.rope_dim);  // bf16 in, the same bf16 out
+}
+// The inverse turn, in place in the cache (as the forward turns a dense sequence's rotated keys
+// back when a selecting policy takes it over): rope_cpu at position -r is the inverse rotation.
+// Rows outside [begin, end) stay untouched.
+TEST_P(RopeRowsTest, TurnsBackInPlace) {
+  SCOPED_TRACE(seed_trace());
+  const RopeRowsShape& s = GetParam();
+  const int64_t n = s.end - s.begin, width = int64_t(s.heads) * s.d;
+  const ops::RopeTable table = rope_table(s.rope_dim, s.style);
+  const DeviceRope rope = upload_rope(ops::make_rope_split_tables(table, s.end));
+  const std::vector<uint16_t> keys = normal_bf16(size_t(n * width));
+  const Buffer<uint16_t> d_keys = output<uint16_t>(size_t(s.end * width) + size_t(width), "the key cache");
+  ASSERT_EQ(cudaMemcpy(d_keys.get() + s.begin * width, keys.data(), keys.size() * sizeof(uint16_t),
+                       cudaMemcpyHostToDevice), cudaSuccess);
+  ESA_ASSERT_LAUNCH(cuda::launch_rope_rows(bf(d_keys), s.begin, s.end, s.heads, s.d, rope.tables,
+                                           bf(d_keys) + s.begin * width, nullptr, cuda::RopeTurn::from_position));
+  std::vector<float> ref(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) ref[i] = bf16_to_float(keys[i]);
+  std::vector<int64_t> positions(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) positions[size_t(r)] = -(s.begin + r);
+  ops::rope_cpu(ref.data(), positions.data(), n, s.heads, s.d, table);
+  const std::vector<uint16_t> all = download(d_keys, size_t(s.end * width) + size_t(width));
+  const std::vector<uint16_t> gpu(all.begin() + s.begin * width, all.begin() + s.end * width);
+  expect_bf16_close(gpu, ref, kBf16Norm + kRopeTol.norm, &kRopeTol);
+  expect_tail_copied(gpu, keys, n * s.heads, s.d, s.rope_dim);
+  // The row after the range keeps its NaN filler (0xffff): nothing written past `end`.
+  const std::vector<uint16_t> after(all.begin() + s.end * width, all.end());
+  EXPECT_EQ(std::count(after.begin(), after.end(), uint16_t(0xffff)), width);
 }
 INSTANTIATE_TEST_SUITE_P(Shapes, RopeRowsTest, ::testing::ValuesIn(kRopeRowsShapes), shape_name);
 
