@@ -145,7 +145,8 @@ void run_bench_model(const BenchModelOptions& opt) {
   const LlamaModel model = LlamaModel::load(opt.model, device);
   const ModelConfig& c = model.config();
   for (int64_t p : lengths) {
-    KvCache::check_fits(c.n_layers, c.n_kv_heads, c.head_dim, p + opt.decode);  // before any allocation of p
+    KvCache::check_fits(c.n_layers, c.n_kv_heads, c.head_dim, p + opt.decode,  // before any allocation of p
+                        device.device == Device::cuda ? KvContents::keys_only : KvContents::all);
     if (p + opt.decode > c.context) {
       fmt::print(stderr, "note: --prefill {} + --decode {} goes past the trained context {} (speed is measured all the "
                  "same; the text would not be meaningful)\n", p, opt.decode, c.context);

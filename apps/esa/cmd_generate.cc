@@ -60,7 +60,8 @@ void run_generate(const GenerateCliOptions& opt) {
   std::unique_ptr<attention::Policy> policy = attention::make_policy(policy_options, model.config());
   policy_options.check_selective_for(int64_t(prompt.size()) + opt.max_new);
   const ModelConfig& c = model.config();
-  KvCache::check_fits(c.n_layers, c.n_kv_heads, c.head_dim, int64_t(prompt.size()) + opt.max_new);
+  KvCache::check_fits(c.n_layers, c.n_kv_heads, c.head_dim, int64_t(prompt.size()) + opt.max_new,
+                      model.device() == Device::cuda ? KvContents::keys_only : KvContents::all);
   fmt::print(stderr, "model loaded in {:.2f} s ({:.0f} MiB of float32 weights), prompt {} tokens\n", load_s,
              double(model.weights().bytes()) / (1 << 20), prompt.size());
 

@@ -84,22 +84,23 @@ void KvCache::truncate(int64_t n) {
   }
 }
 
-void KvCache::check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t tokens) {
-  // keys, rotated keys and values: 3 floats per layer and cache column.
-  check_memory("the KV cache", uint64_t(tokens), 3 * uint64_t(n_layers * n_kv_heads * head_dim) * sizeof(float),
+void KvCache::check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t tokens,
+                         KvContents contents) {
+  // keys, rotated keys and values, or the keys alone: floats per layer and cache column.
+  const uint64_t tables = contents == KvContents::all ? 3 : 1;
+  check_memory("the KV cache", uint64_t(tokens), tables * uint64_t(n_layers * n_kv_heads * head_dim) * sizeof(float),
                "tokens");
 }
 
 void KvCache::reserve(int64_t tokens) {
   const int64_t have = lengths_.empty() ? 0 : int64_t(keys_[0].capacity()) / std::max<int64_t>(width_, 1);
-  // The keys-only cache holds a third of what check_fits counts: a safe over-estimate.
-  if (tokens > have) check_fits(n_layers(), kv_heads_, head_dim_, tokens - have);
+  if (tokens > have) check_fits(n_layers(), kv_heads_, head_dim_, tokens - have, contents_);
   reserved_tokens_ = std::max(reserved_tokens_, tokens);
-  const bool all = contents_ == KvContents::all;
+  if (contents_ != KvContents::all) return;  // the host copy of the keys grows on demand: a device selector never needs it
   for (size_t l = 0; l < lengths_.size(); ++l) {
     keys_[l].reserve(size_t(tokens * width_));
-    if (all) keys_rotated_[l].reserve(size_t(tokens * width_));
-    if (all) values_[l].reserve(size_t(tokens * width_));
+    keys_rotated_[l].reserve(size_t(tokens * width_));
+    values_[l].reserve(size_t(tokens * width_));
   }
 }
 

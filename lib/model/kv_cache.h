@@ -54,8 +54,11 @@ class KvCache {
   /// Reserves room for `tokens` per layer (avoids regrowth during a long prefill); refuses
   /// beforehand when that would exceed --max-memory (check_fits).
   void reserve(int64_t tokens);
-  /// Throws the --max-memory error (core/memory_limit.h) unless a cache of `tokens` more tokens fits.
-  static void check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t tokens);
+  /// Throws the --max-memory error (core/memory_limit.h) unless the host part of a cache of
+  /// `tokens` more tokens fits: keys, rotated keys and values (all), or at most the host copy of
+  /// the keys (keys_only: a GPU model's cache, whose device memory its allocation checks).
+  static void check_fits(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t tokens,
+                         KvContents contents = KvContents::all);
   /// The largest reserve() asked for (a device cache allocates that much up front).
   int64_t reserved_tokens() const { return reserved_tokens_; }
   /// The device side of a GPU model's cache; null for a CPU model's.
