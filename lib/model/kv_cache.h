@@ -3,7 +3,8 @@
 // selective policies can place a cached key at any position (PAPER.md section 4).
 // It also keeps, per layer, the same keys rotated to their true positions: exact causal
 // attention needs exactly those, and keeping them means each step rotates only its new keys
-// instead of the whole cache (a derived copy: +50% of the cache's memory).
+// instead of the whole cache (a derived copy: +50% of the cache's memory). A GPU model's cache
+// lives on the device (engine/llama_cuda.cc) and holds K + V only.
 #pragma once
 
 #include <cstdint>
