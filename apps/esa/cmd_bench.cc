@@ -237,7 +237,7 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--bytes", opt->bytes, "Size of the synthetic text in bytes")->capture_default_str();
   cmd->add_option("--repeat", opt->repeat, "Timed repetitions (after one warm-up)")->capture_default_str();
-  cmd->add_option("--seed", opt->seed, "Seed of the synthetic text")->capture_default_str();
+  cli::add_seed_option(cmd, opt->seed, "Seed of the synthetic text");
   cmd->callback([opt] { run_bench_tokenize(*opt); });
 
   auto mopt = std::make_shared<BenchModelOptions>();
@@ -249,7 +249,7 @@ void register_bench(CLI::App& app) {
   model->add_option("--decode", mopt->decode, "Tokens to decode after each prefill")->capture_default_str();
   model->add_option("--chunk", mopt->chunk, "Prefill chunk size")->capture_default_str();
   model->add_option("--threads", mopt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
-  model->add_option("--seed", mopt->seed, "Seed of the random prompt ids")->capture_default_str();
+  cli::add_seed_option(model, mopt->seed, "Seed of the random prompt ids");
   add_device_flags(model, mopt->device, mopt->kv_offload);
   model->add_option("--policy", mopt->policies, "Policies to time, comma-separated: full, esa")->capture_default_str();
   model->add_option("--init", mopt->budget.init, "esa: initial (sink) tokens")->capture_default_str();

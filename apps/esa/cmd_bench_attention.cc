@@ -193,7 +193,7 @@ void register_bench_attention(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--steps", opt->steps, "Timed decode steps (after one warm-up)")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
-  cmd->add_option("--seed", opt->seed, "Seed of the random cache and queries")->capture_default_str();
+  cli::add_seed_option(cmd, opt->seed, "Seed of the random cache and queries");
   cmd->add_option("--device", opt->device, "cpu (every policy) or cuda (esa, full, topk: the selection alone, esa-rope: esa rotating the "
                   "local keys per step; bf16 cache on the GPU)")
       ->capture_default_str();

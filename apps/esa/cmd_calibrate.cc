@@ -117,7 +117,7 @@ void register_calibrate(CLI::App& app) {
       ->check(finite_in(0.0, true, 1e6, "a positive temperature"))
       ->capture_default_str();
   cmd->add_option("--eval-queries", c.eval.queries, "Held-out queries per layer")->capture_default_str();
-  cmd->add_option("--seed", c.seed, "Seed of the sampling (adam batches, evaluation queries)")->capture_default_str();
+  cli::add_seed_option(cmd, c.seed, "Seed of the sampling (adam batches, evaluation queries)");
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();
   cmd->add_flag("--quiet,-q", opt->quiet, "No progress on stderr");
   cmd->callback([opt] { run_calibrate(*opt); });

@@ -286,7 +286,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--depths", o->depths, "Needle depths in percent: from:to:step or a list")->capture_default_str();
   cmd->add_option("--samples", o->samples, "Cases per (length, depth), each with its own random content")
       ->capture_default_str();
-  cmd->add_option("--seed", o->suite.seed, "Seed of every case's content")->capture_default_str();
+  cli::add_seed_option(cmd, o->suite.seed, "Seed of every case's content");
   add_policy_flags(cmd, o->policy);
   cmd->get_option("--policy")->description("Attention policies, comma-separated: full, streaming, infllm, quest, esa, "
                                            "oracle (all with the same budget flags)");

@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <charconv>
+#include <system_error>
 
 #include "core/error.h"
 
@@ -18,6 +20,22 @@ std::vector<std::string> split_list(const std::string& text, const char* flag) {
     start = end + 1;
   }
   return out;
+}
+
+void add_seed_option(CLI::App* cmd, uint64_t& seed, const std::string& help) {
+  cmd->add_option_function<std::string>(
+         "--seed",
+         [&seed](const std::string& text) {
+           uint64_t value = 0;
+           const char* end = text.data() + text.size();
+           const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+           ESA_CHECK(!text.empty() && text.front() != '-' && text.front() != '+' && ec == std::errc() && ptr == end,
+                     "--seed '{}': expected a whole number from 0 to 18446744073709551615", text);
+           seed = value;
+         },
+         help)
+      ->type_name("UINT")
+      ->default_str(std::to_string(seed));
 }
 
 void apply_threads(int threads) {

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,10 @@ void add_device_flags(CLI::App* cmd, std::string& device, bool& kv_offload);
 /// Adds --policy, --init, --local, --select, --chunk, --eps, --heads, --score-space, --w, --proj.
 void add_policy_flags(CLI::App* cmd, PolicyFlags& flags);
 /// Parses and validates the flags (esa::Error on bad values).
+/// Adds --seed: a whole number 0 .. 2^64 - 1, refused otherwise (CLI11 alone would wrap "-5" and
+/// saturate a number past 2^64 silently: a run recorded under a seed it did not use).
+void add_seed_option(CLI::App* cmd, uint64_t& seed, const std::string& help);
+
 /// Checks --threads (0: OpenMP's default, else 1 .. 1024) and applies it.
 void apply_threads(int threads);
 

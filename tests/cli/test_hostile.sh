@@ -72,6 +72,8 @@ row non_utf8_text "latin1.txt: not UTF-8 text (invalid byte 0xe9 at line 1" "$WO
 row unknown_flag "The following argument was not expected: --bogus" - "$ESA" info --bogus
 row negative_max_new "--max-new must be >= 0, got -5" - "$ESA" generate --model "$TINY" --prompt hi -n -5
 row too_many_threads "--threads 10000: expected 0 (all cores) to 1024" - "$ESA" generate --model "$TINY" --prompt hi --threads 10000
+row negative_seed "--seed '-5': expected a whole number from 0 to 18446744073709551615" - "$ESA" bench attention --context 1024 --steps 1 --seed -5
+row huge_seed "--seed '99999999999999999999999': expected a whole number" - "$ESA" eval --suite passkey --seed 99999999999999999999999 -o "$WORK/seed.h5"
 row budget_past_any_context "--init 99999999999999999 is more than 2^40 tokens" - \
   "$ESA" generate --model "$TINY" --prompt hi --policy streaming --init 99999999999999999
 row proj_without_esa "is a projection for --policy esa; --policy full would ignore it" - \
