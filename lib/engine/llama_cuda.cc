@@ -97,7 +97,6 @@ class CudaKvStorage final : public DeviceKvStorage {
   }
   int64_t layers() const { return int64_t(k_.size()); }
   int64_t capacity() const { return capacity_; }
-  KeyForm key_form() const { return form_; }
   bf16* k(int64_t layer) const { return k_[size_t(layer)].get(); }
   bf16* v(int64_t layer) const { return v_[size_t(layer)].get(); }
   RotatedWindow& window(int64_t layer) { return windows_[size_t(layer)]; }
