@@ -38,7 +38,7 @@ using cuda::Buffer;
 using cuda::Memory;
 
 // The local branch's keys at their own positions for a cache that holds keys before RoPE: rows
-// [begin_, end_) of one layer, turned from the cache (kernels/rope_rows.cuh) as the window slides,
+// [base_, end_) of one layer, turned from the cache (kernels/rope_rows.cuh) as the window slides,
 // in device memory. Rows stay in their slots between chunks, so a decode step turns one row; a
 // window that would run past the buffer starts over at its front (one window's turn, once per
 // half a window of new rows). Rows the forward rewrites are forgotten first (forget_from).
@@ -48,12 +48,12 @@ class RotatedWindow {
   const bf16* cover(const bf16* keys, int64_t begin, int64_t end, int heads, int d, const cuda::RopeTables& rope,
                     cudaStream_t stream) {
     const int64_t width = int64_t(heads) * d, need = end - begin;
-    if (begin < begin_ || begin > end_ || end - base_ > capacity_) {  // start over at the front
+    if (begin < base_ || begin > end_ || end - base_ > capacity_) {  // start over at the front
       if (need > capacity_) {
         capacity_ = need + std::max<int64_t>(need / 2, 64);
         rows_.resize(size_t(capacity_ * width), "the local window's rotated keys");
       }
-      base_ = begin_ = end_ = begin;
+      base_ = end_ = begin;
     }
     if (end > end_) {
       ESA_CUDA_CHECK(cuda::launch_rope_rows(keys, end_, end, heads, d, rope, rows_.get() + (end_ - base_) * width, stream));
@@ -63,14 +63,13 @@ class RotatedWindow {
   }
   /// Cache rows from `row` on are about to be rewritten.
   void forget_from(int64_t row) {
-    end_ = std::min(end_, row);
-    begin_ = std::min(begin_, end_);
+    end_ = std::max(base_, std::min(end_, row));
   }
   size_t bytes() const { return rows_.bytes(); }
 
  private:
   Buffer<bf16> rows_;
-  int64_t capacity_ = 0, base_ = 0, begin_ = 0, end_ = 0;  // rows [begin_, end_) valid; row r in slot r - base_
+  int64_t capacity_ = 0, base_ = 0, end_ = 0;  // rows [base_, end_) held; row r in slot r - base_
 };
 
 // The bf16 K and V of every layer, [capacity, kv_heads * head_dim] each, grown on demand: K + V,

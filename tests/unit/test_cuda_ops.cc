@@ -397,6 +397,19 @@ const std::vector<RopeRowsShape> kRopeRowsShapes = {
 
 class RopeRowsTest : public CudaOpsParamTest<RopeRowsShape> {};
 
+// The reference: bf16 keys of rows [begin, end) as float, turned by rope_cpu to position
+// sign * r (sign -1: the inverse rotation).
+std::vector<float> turned_rows(const std::vector<uint16_t>& keys, const RopeRowsShape& s, const ops::RopeTable& table,
+                               int sign) {
+  const int64_t n = s.end - s.begin;
+  std::vector<float> ref(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) ref[i] = bf16_to_float(keys[i]);
+  std::vector<int64_t> positions(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) positions[size_t(r)] = sign * (s.begin + r);
+  ops::rope_cpu(ref.data(), positions.data(), n, s.heads, s.d, table);
+  return ref;
+}
+
 // bf16 keys in, each row rotated to its own position, bf16 out: the float rotation has the RoPE
 // tolerance before its rounding to bf16.
 TEST_P(RopeRowsTest, MatchesRopeCpuRoundedToBf16) {
@@ -411,15 +424,12 @@ TEST_P(RopeRowsTest, MatchesRopeCpuRoundedToBf16) {
                        cudaMemcpyHostToDevice), cudaSuccess);
   const Buffer<uint16_t> d_out = output<uint16_t>(keys.size());
   ESA_ASSERT_LAUNCH(cuda::launch_rope_rows(bf(d_keys), s.begin, s.end, s.heads, s.d, rope.tables, bf(d_out), nullptr));
-  std::vector<float> ref(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) ref[i] = bf16_to_float(keys[i]);
-  std::vector<int64_t> positions(static_cast<size_t>(n));
-  for (int64_t r = 0; r < n; ++r) positions[size_t(r)] = s.begin + r;
-  ops::rope_cpu(ref.data(), positions.data(), n, s.heads, s.d, table);
+  const std::vector<float> ref = turned_rows(keys, s, table, +1);
   const std::vector<uint16_t> gpu = download(d_out, ref.size());
   expect_bf16_close(gpu, ref, kBf16Norm + kRopeTol.norm, &kRopeTol);
   expect_tail_copied(gpu, keys, n * s.heads, s.d, s.rope_dim);  // bf16 in, the same bf16 out
 }
+
 // The inverse turn, in place in the cache (as the forward turns a dense sequence's rotated keys
 // back when a selecting policy takes it over): rope_cpu at position -r is the inverse rotation.
 // Rows outside [begin, end) stay untouched.
@@ -435,11 +445,7 @@ TEST_P(RopeRowsTest, TurnsBackInPlace) {
                        cudaMemcpyHostToDevice), cudaSuccess);
   ESA_ASSERT_LAUNCH(cuda::launch_rope_rows(bf(d_keys), s.begin, s.end, s.heads, s.d, rope.tables,
                                            bf(d_keys) + s.begin * width, nullptr, cuda::RopeTurn::from_position));
-  std::vector<float> ref(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) ref[i] = bf16_to_float(keys[i]);
-  std::vector<int64_t> positions(static_cast<size_t>(n));
-  for (int64_t r = 0; r < n; ++r) positions[size_t(r)] = -(s.begin + r);
-  ops::rope_cpu(ref.data(), positions.data(), n, s.heads, s.d, table);
+  const std::vector<float> ref = turned_rows(keys, s, table, -1);
   const std::vector<uint16_t> all = download(d_keys, size_t(s.end * width) + size_t(width));
   const std::vector<uint16_t> gpu(all.begin() + s.begin * width, all.begin() + s.end * width);
   expect_bf16_close(gpu, ref, kBf16Norm + kRopeTol.norm, &kRopeTol);
