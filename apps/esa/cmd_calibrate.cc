@@ -75,8 +75,8 @@ void run_calibrate(CalibrateCliOptions& opt) {
   std::string mean = fmt::format("{:>5} {:>4} {:>8.4f}", "mean", "", n[0] ? sum[0] / double(n[0]) : 0.0);
   for (size_t i = 1; i < sum.size(); ++i) mean += fmt::format(" {:>10}", cell(n[i] ? sum[i] / double(n[i]) : NAN));
   fmt::print("{}\n", mean);
-  fmt::print("{}: {} layers in {:.1f} s (reading qk.h5 {:.1f} s)\n", opt.calib.output, r.layers.size(), r.seconds,
-             r.read_seconds);
+  fmt::print("{}: {} layers in {:.1f} s (reading {} {:.1f} s)\n", opt.calib.output, r.layers.size(), r.seconds,
+             opt.calib.qk_path, r.read_seconds);
 }
 
 }  // namespace

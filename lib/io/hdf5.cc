@@ -146,6 +146,22 @@ size_t checked_read_count(const std::string& where, const std::vector<int64_t>& 
   return size_t(n);
 }
 
+// libhdf5 inflates a whole chunk to read any part of it, and a chunk's shape is file data: one
+// chunk may claim up to 4 GiB whatever the dataset's size. Checked like a read of that many values.
+void check_chunk_memory(hid_t ds, const std::string& where) {
+  Handle plist(H5Dget_create_plist(ds), H5Pclose);
+  if (!plist.ok() || H5Pget_layout(plist.get()) != H5D_CHUNKED) return;
+  const int rank = H5Pget_chunk(plist.get(), 0, nullptr);
+  ESA_CHECK(rank > 0 && rank <= 32, "{}: bad chunk layout", where);
+  std::vector<hsize_t> chunk(size_t(rank), 0);
+  ESA_CHECK(H5Pget_chunk(plist.get(), rank, chunk.data()) == rank, "{}: bad chunk layout", where);
+  Handle type(H5Dget_type(ds), H5Tclose);
+  const uint64_t value_bytes = type.ok() ? std::max<uint64_t>(H5Tget_size(type.get()), 1) : 1;
+  uint64_t n = 1;
+  for (hsize_t d : chunk) n = (d != 0 && n > (uint64_t(1) << 40) / d) ? (uint64_t(1) << 40) : n * d;
+  check_memory(fmt::format("{}: one chunk of it", where), n, value_bytes, "values");
+}
+
 // Whether a number read from a file is an integer that int64_t holds (casting one that is not,
 // 5e58 or NaN, is undefined behaviour: found by fuzz_hdf5).
 bool is_int64(double x) { return x >= -9.2e18 && x <= 9.2e18 && x == std::trunc(x); }
@@ -543,6 +559,7 @@ void H5File::read_raw(const std::string& dataset, int64_t mem_type, void* out, s
     ESA_CHECK(is_standard_number(t.get()), "{}: a non-standard number type", where(dataset));
   }
   if (n == 0) return;
+  check_chunk_memory(ds.get(), where(dataset));
   herr_t status;
   if (row0 < 0) {
     status = H5Dread(ds.get(), hid_t(mem_type), H5S_ALL, H5S_ALL, H5P_DEFAULT, out);

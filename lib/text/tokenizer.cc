@@ -71,21 +71,53 @@ std::unique_ptr<Tokenizer> make_tokenizer(TokenizerSpec spec) {
   ESA_FAIL("{}: unknown tokenizer model", name_of(spec));
 }
 
+namespace {
+
+// A token id the embedding has no row for fails only when a text produces it, deep into a run:
+// refused at load instead. A GGUF file holds both halves, so they must agree exactly (llama.cpp
+// sizes the embedding by the token list); a Hugging Face embedding may be padded past the
+// tokenizer (Qwen2, Phi-3), never shorter.
+void check_fits_embedding(const Tokenizer& tok, int64_t rows, bool exact, const std::string& where) {
+  const int64_t n = tok.vocab_size();
+  ESA_CHECK(n <= rows, "{}: the tokenizer has {} tokens but the embedding only {} rows (ids {}..{} have no embedding)",
+            where, n, rows, rows, n - 1);
+  ESA_CHECK(!exact || n == rows, "{}: the tokenizer has {} tokens but token_embd.weight {} rows (one file: they must agree)",
+            where, n, rows);
+}
+
+std::unique_ptr<Tokenizer> tokenizer_of_hf_dir(const std::string& dir) {
+  std::unique_ptr<Tokenizer> tok = make_tokenizer(tokenizer_spec_from_hf_dir(dir));
+  const std::string config = (std::filesystem::path(dir) / "config.json").string();
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(config, ec)) {
+    const nlohmann::json j = read_json_file(config);
+    if (j.is_object() && j.contains("vocab_size") && j["vocab_size"].is_number_integer()) {
+      check_fits_embedding(*tok, j["vocab_size"].get<int64_t>(), /*exact=*/false, config + " vocab_size");
+    }
+  }
+  return tok;
+}
+
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status status = fs::status(model_path, ec);
   ESA_CHECK(!ec && fs::exists(status), "{}: no such file or directory", model_path);
-  if (fs::is_directory(status)) return make_tokenizer(tokenizer_spec_from_hf_dir(model_path));
+  if (fs::is_directory(status)) return tokenizer_of_hf_dir(model_path);
   const fs::path path(model_path);
   const std::string filename = path.filename().string();
   if (filename == "tokenizer.json" || filename == "tokenizer.model" ||
       filename == "tokenizer_config.json") {
-    return make_tokenizer(tokenizer_spec_from_hf_dir(path.parent_path().string()));
+    return tokenizer_of_hf_dir(path.parent_path().string());
   }
   if (path.extension() == ".gguf" || read_prefix(model_path, 4) == "GGUF") {
     const io::GgufFile gguf(model_path);
-    return make_tokenizer(tokenizer_spec_from_gguf(gguf));
+    std::unique_ptr<Tokenizer> tok = make_tokenizer(tokenizer_spec_from_gguf(gguf));
+    const io::GgufTensorInfo* embd = gguf.find_tensor("token_embd.weight");
+    if (embd != nullptr && embd->shape.size() == 2) check_fits_embedding(*tok, embd->shape[1], /*exact=*/true, model_path);
+    return tok;
   }
   ESA_FAIL("{}: not a tokenizer (expected a .gguf file, or a Hugging Face folder with "
            "tokenizer.json or tokenizer.model)", model_path);

@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   { std::string b = good; poke<uint64_t>(b, 8, uint64_t(1) << 62); gguf_case("huge_tensor_count.gguf", b, "tensor count"); }
   { std::string b = good; poke<uint64_t>(b, 16, uint64_t(1) << 61); gguf_case("huge_kv_count.gguf", b, "metadata count"); }
   { std::string b = good; poke<uint64_t>(b, 24, uint64_t(1) << 50); gguf_case("huge_string.gguf", b, "past the end"); }
+  gguf_case("tokens_past_embedding.gguf", esa::test::tiny_llama_gguf("", "", 3), "embedding only");
   gguf_case("truncated_data.gguf", good.substr(0, good.size() - 100), "past the end");
   {
     // The first tensor's type field: find the name "token_embd.weight" in the tensor infos.
@@ -92,6 +93,15 @@ int main(int argc, char** argv) {
     const size_t arch = b.find("general.architecture") + 20 + 4 + 8;
     std::memcpy(b.data() + arch, "mamba", 5);
     gguf_case("unknown_arch.gguf", b, "unknown architecture 'mamba'");
+  }
+  {
+    // An architecture name of 200000 bytes: the error quotes its head and tail, not all of it.
+    std::string b = good;
+    const size_t len_at = b.find("general.architecture") + 20 + 4;
+    const std::string name = "mamba" + std::string(200000, 'x');
+    b.replace(len_at, 8 + 5, std::string(8, '\0') + name);  // "llama" -> the long name
+    poke<uint64_t>(b, len_at, name.size());
+    gguf_case("long_arch.gguf", b, "[200005 bytes in all]");
   }
   {
     std::string b = good;

@@ -138,6 +138,18 @@ with h5py.File(sys.argv[2], "r+") as f:
     del f["layer_00/k"]
     f.create_dataset("layer_00/k", shape=(1 << 40,) + shape[1:], chunks=(16,) + shape[1:], dtype="f2")
 PY
+# The same keys stored in one gzip chunk of 256 MiB (chunks may be larger than their dataset):
+# libhdf5 would inflate all of it to read any row.
+"$PY" - "$WORK/qk.h5" "$WORK/qk_bigchunk.h5" <<'PY'
+import shutil, sys, h5py
+shutil.copyfile(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    k = f["layer_00/k"][...]
+    del f["layer_00/k"]
+    rows = (128 << 20) // max(1, k[0].size)
+    f.create_dataset("layer_00/k", data=k, maxshape=(None,) + k.shape[1:], chunks=(rows,) + k.shape[1:],
+                     compression="gzip", compression_opts=1)
+PY
 "$PY" -c "import h5py, sys; f = h5py.File(sys.argv[1], 'w'); f.attrs['format'] = 'esa-qk'; f.attrs['format_version'] = 1" \
   "$WORK/qk_vlen.h5"
 # Hard links fanning out: 20 links from each of 11 levels to the next (20^11 paths, 12 groups).
@@ -156,6 +168,8 @@ row qk_wrong_layer_count "qk_layers.h5: layer 1 listed, but the model has 1 laye
 row qk_truncated "qk_cut.h5" "$WORK/p.h5" "$ESA" "${C[@]}" --qk "$WORK/qk_cut.h5" -o "$WORK/p.h5"
 row qk_not_hdf5 "text.txt: not a readable HDF5 file" "$WORK/p.h5" "$ESA" "${C[@]}" --qk "$WORK/text.txt" -o "$WORK/p.h5"
 row qk_huge_claim "qk_huge.h5: /layer_00/k" "$WORK/p.h5" "$ESA" "${C[@]}" --qk "$WORK/qk_huge.h5" -o "$WORK/p.h5"
+row qk_chunk_over_max_memory "qk_bigchunk.h5: /layer_00/k: one chunk of it" "$WORK/p.h5" \
+  "$ESA" --max-memory 200M "${C[@]}" --qk "$WORK/qk_bigchunk.h5" -o "$WORK/p.h5"
 row qk_variable_length_strings "qk_vlen.h5: /: attribute 'format': a variable-length string" "$WORK/p.h5" \
   "$ESA" "${C[@]}" --qk "$WORK/qk_vlen.h5" -o "$WORK/p.h5"
 # An object header that makes libhdf5 1.10 read past its buffers (tests/fuzz/regressions): a child

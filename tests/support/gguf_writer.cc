@@ -126,7 +126,7 @@ std::vector<std::string> byte_tokens() {
 
 }  // namespace
 
-std::string tiny_llama_gguf(const std::string& drop_tensor, const std::string& narrow_tensor) {
+std::string tiny_llama_gguf(const std::string& drop_tensor, const std::string& narrow_tensor, int extra_tokens) {
   const uint64_t hidden = 32, ffn = 64, heads = 4, kv_heads = 2, head_dim = 8, layers = 2;
   std::vector<std::string> tokens = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
   std::vector<int32_t> types = {3, 3, 3};
@@ -140,6 +140,10 @@ std::string tiny_llama_gguf(const std::string& drop_tensor, const std::string& n
     types.push_back(1);
   }
   const uint64_t vocab = tokens.size();
+  for (int i = 0; i < extra_tokens; ++i) {  // token ids past the embedding's rows
+    tokens.push_back("<extra_" + std::to_string(i) + ">");
+    types.push_back(1);
+  }
 
   GgufWriter w;
   w.add_string("general.architecture", "llama");

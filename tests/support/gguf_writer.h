@@ -44,8 +44,10 @@ class GgufWriter {
 /// A tiny but complete llama GGUF: 2 layers, hidden 32, 4 heads, 2 KV heads, ffn 64, a
 /// byte-level BPE vocabulary of the 256 byte tokens + a few merges + ChatML specials, F32 and
 /// Q8_0 tensors. `esa info` and the tokenizer accept it. For corruption tests, `drop_tensor`
-/// leaves one tensor out and `narrow_tensor` writes one projection with half its rows.
-std::string tiny_llama_gguf(const std::string& drop_tensor = "", const std::string& narrow_tensor = "");
+/// leaves one tensor out and `narrow_tensor` writes one projection with half its rows;
+/// `extra_tokens` lists that many tokens past the embedding's rows.
+std::string tiny_llama_gguf(const std::string& drop_tensor = "", const std::string& narrow_tensor = "",
+                            int extra_tokens = 0);
 
 /// Writes bytes to a file (throws esa::Error on failure).
 void write_file(const std::string& path, const std::string& bytes);

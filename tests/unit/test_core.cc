@@ -1,6 +1,8 @@
 // lib/core: sha256 against the FIPS 180-4 vectors, fp16/bf16 conversions, mapped files.
 #include <gtest/gtest.h>
 
+#include <fmt/ranges.h>
+
 #include <csignal>
 #include <cmath>
 #include <limits>
@@ -20,6 +22,31 @@
 
 namespace esa {
 namespace {
+
+// A string from a file quoted in an error may be megabytes long: the message stays short, keeps
+// the string's head and tail (a path's file name) and says how long it was.
+TEST(Error, LongQuotedStringsAreShortened) {
+  const std::string arch = std::string(1 << 20, 'a') + "TAIL";
+  std::string message;
+  try {
+    ESA_FAIL("model.gguf: unknown architecture '{}' ({} layers)", arch, 3);
+  } catch (const esa::Error& e) {
+    message = e.what();
+  }
+  EXPECT_LT(message.size(), 2 * esa::detail::kMaxQuotedBytes) << message.size();
+  EXPECT_EQ(message.rfind("model.gguf: unknown architecture 'aaaa", 0), 0u) << message.substr(0, 80);
+  EXPECT_NE(message.find(fmt::format("[{} bytes in all]", arch.size())), std::string::npos);
+  EXPECT_NE(message.find("aaTAIL' (3 layers)"), std::string::npos);
+  // Short strings, views and other types are formatted as fmt formats them.
+  const std::vector<int> shape = {2, 3};
+  const char* null_name = nullptr;
+  try {
+    ESA_CHECK(false, "{} [{}] {} {}", std::string_view("x.h5"), fmt::join(shape, ", "), 1.5, null_name);
+  } catch (const esa::Error& e) {
+    message = e.what();
+  }
+  EXPECT_EQ(message, "x.h5 [2, 3] 1.5 (null)");
+}
 
 TEST(Sha256, StandardVectors) {
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/sha256.h"
 #include "io/gguf.h"
+#include "support/gguf_writer.h"
 #include "support/test_support.h"
 #include "text/byte_mapping.h"
 #include "text/chat_template.h"
@@ -376,6 +377,29 @@ TEST(TokenizerTiny, PreTokenizerFromStructure) {
   const std::string message = error_of([&] { load_tokenizer(dir); });
   EXPECT_NE(message.find("unsupported pre_tokenizer"), std::string::npos) << message;
   EXPECT_NE(message.find(dir + "/tokenizer.json"), std::string::npos) << message;
+}
+
+// A token id with no embedding row is refused at load, not when a text first produces it.
+TEST(TokenizerTiny, VocabularyMustFitTheEmbedding) {
+  const json tj = tiny_tokenizer_json(kByteLevel, false);
+  const std::string dir = write_hf_dir(tj);
+  const int32_t n = load_tokenizer(dir)->vocab_size();
+  // A Hugging Face embedding padded past the tokenizer (Qwen2, Phi-3) is legal.
+  write_file(dir + "/config.json", json{{"vocab_size", n + 64}}.dump());
+  EXPECT_EQ(load_tokenizer(dir)->vocab_size(), n);
+  write_file(dir + "/config.json", json{{"vocab_size", n - 2}}.dump());
+  std::string message = error_of([&] { load_tokenizer(dir); });
+  EXPECT_NE(message.find("config.json vocab_size: the tokenizer has " + std::to_string(n) + " tokens but the embedding only " +
+                         std::to_string(n - 2) + " rows"),
+            std::string::npos)
+      << message;
+  // One GGUF file holds both: they must agree.
+  const std::string gguf = test::temp_dir() + "/extra.gguf";
+  write_file(gguf, test::tiny_llama_gguf("", "", 3));
+  message = error_of([&] { load_tokenizer(gguf); });
+  EXPECT_NE(message.find(gguf + ": the tokenizer has"), std::string::npos) << message;
+  write_file(gguf, test::tiny_llama_gguf());
+  EXPECT_GT(load_tokenizer(gguf)->vocab_size(), 256);
 }
 
 TEST(TokenizerTiny, Errors) {
