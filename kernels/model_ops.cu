@@ -110,7 +110,46 @@ __global__ void to_bf16_kernel(const float* in, __nv_bfloat16* out, int64_t n) {
   }
 }
 
+// A block per row: each thread keeps its best (value, index) over a stride, then the block
+// reduces; "better" is a larger value, or an equal one at a lower index.
+constexpr int kArgmaxThreads = 1024;
+__device__ bool argmax_better(float a, int64_t ia, float b, int64_t ib) {
+  if (ia < 0) return false;
+  if (ib < 0) return true;
+  return a > b || (a == b && ia < ib);
+}
+__global__ void argmax_rows_kernel(const float* x, int64_t cols, int* out) {
+  const float* row = x + int64_t(blockIdx.x) * cols;
+  float best = 0.0f;
+  int64_t at = -1;  // none yet (every value seen was NaN)
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float v = row[c];
+    if (!isnan(v) && argmax_better(v, c, best, at)) best = v, at = c;
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, best, off);
+    const int64_t oa = __shfl_xor_sync(0xffffffffu, at, off);
+    if (argmax_better(ob, oa, best, at)) best = ob, at = oa;
+  }
+  __shared__ float warp_best[kArgmaxThreads / 32];
+  __shared__ int64_t warp_at[kArgmaxThreads / 32];
+  if ((threadIdx.x & 31) == 0) warp_best[threadIdx.x >> 5] = best, warp_at[threadIdx.x >> 5] = at;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < int(blockDim.x) / 32; ++w) {
+      if (argmax_better(warp_best[w], warp_at[w], best, at)) best = warp_best[w], at = warp_at[w];
+    }
+    out[blockIdx.x] = at < 0 ? 0 : int(at);
+  }
+}
+
 }  // namespace
+
+cudaError_t launch_argmax_rows(const float* x, int rows, int64_t cols, int* out, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0 || cols > INT32_MAX) return cudaErrorInvalidValue;
+  argmax_rows_kernel<<<rows, kArgmaxThreads, 0, stream>>>(x, cols, out);
+  return cudaGetLastError();
+}
 
 cudaError_t launch_embed_rows(const __nv_bfloat16* table, const int* ids, int T, int hidden, float* out,
                               cudaStream_t stream) {

@@ -49,6 +49,10 @@ cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t stream)
 /// out[i] = first + i for i < n (a policy's consecutive rows, written on the device: no upload).
 cudaError_t launch_iota(int* out, int n, cudaStream_t stream, int first = 0);
 
+/// out[r] = the index of the largest of row r of x [rows, cols] (greedy decoding on the device):
+/// the first of equal values, as esa::argmax; NaN never wins (a row of NaN gives 0).
+cudaError_t launch_argmax_rows(const float* x, int rows, int64_t cols, int* out, cudaStream_t stream);
+
 /// out = bf16(in), round to nearest even, n elements.
 cudaError_t launch_to_bf16(const float* in, __nv_bfloat16* out, int64_t n, cudaStream_t stream);
 

@@ -33,9 +33,14 @@ cuda_vs_cpu() {
 }
 run "CUDA vs CPU" cuda_vs_cpu
 if command -v compute-sanitizer >/dev/null; then
-  for tool in memcheck racecheck; do  # kernels only: cuBLAS is slow under the tools
+  for tool in memcheck racecheck; do  # kernels, and one short decode (cuBLAS is slow under the tools)
     run "compute-sanitizer $tool" bash -c "for t in test_cuda_ops test_selection_cuda test_attention_cuda; do
-      compute-sanitizer --tool $tool --error-exitcode 3 '$BIN/'\$t --gtest_brief=1 || exit 3; done"
+      compute-sanitizer --tool $tool --error-exitcode 3 '$BIN/'\$t --gtest_brief=1 || exit 3; done
+      # The graph-replayed decode loop, short (768 tokens, 16 steps): frees deferred past the graphs.
+      # Not API errors: a failed cudaGraphExecUpdate (a step whose graph changed shape) is how the
+      # loop learns to instantiate afresh.
+      ESA_TEST_SHORT_DECODE=1 compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 3 '$BIN/test_forward_cuda' \
+        --gtest_filter='CudaTest.DecodeGreedy*' --gtest_brief=1 || exit 3"
   done
 else
   RESULT["compute-sanitizer memcheck"]="not installed"; RESULT["compute-sanitizer racecheck"]="not installed"

@@ -35,6 +35,28 @@ declare -A RESULT
 ESA_REQUIRE_MODEL=1 "$BIN/test_forward_cuda" --gtest_filter='CudaTest.EmbeddedModelMatchesCpu' >>"$LOG" 2>&1 \
   && RESULT[logits]=pass || RESULT[logits]=FAIL
 grep "relative error" "$LOG"
+# 1b. Greedy decoding on the device (CUDA graphs) against the host loop, and the same text with
+# and without graphs through esa generate; then SIGINT during a graph-replayed generation must
+# end it cleanly (exit 130, one line, no CUDA error).
+ESA_REQUIRE_MODEL=1 "$BIN/test_forward_cuda" --gtest_filter='CudaTest.EmbeddedModelDecodes*' >>"$LOG" 2>&1 \
+  && RESULT[decode]=pass || RESULT[decode]=FAIL
+gen=(-m "$ESA_MODEL" --device cuda --chat --prompt "Write a long story about a lighthouse keeper and the sea." -n 300)
+"$BIN/esa" generate "${gen[@]}" >"$OUTDIR/gen_graphs.txt" 2>>"$LOG"
+"$BIN/esa" generate "${gen[@]}" --no-cuda-graphs >"$OUTDIR/gen_eager.txt" 2>>"$LOG"
+small=(--policy esa --init 4 --local 16 --select 16)  # a budget below the 342 tokens, so esa selects
+"$BIN/esa" generate "${gen[@]}" "${small[@]}" >"$OUTDIR/gen_esa_graphs.txt" 2>>"$LOG"
+"$BIN/esa" generate "${gen[@]}" "${small[@]}" --no-cuda-graphs >"$OUTDIR/gen_esa_eager.txt" 2>>"$LOG"
+RESULT[graph_text]=identical
+for p in gen gen_esa; do
+  cmp -s "$OUTDIR/${p}_graphs.txt" "$OUTDIR/${p}_eager.txt" && [[ -s "$OUTDIR/${p}_graphs.txt" ]] \
+    || RESULT[graph_text]="DIFFERENT ($p)"
+done
+"$BIN/esa" generate -m "$ESA_MODEL" --device cuda --policy esa --init 64 --local 1024 --select 512 --chat \
+  --prompt "Count from one to one million in words." -n 100000 --max-context 110000 >"$OUTDIR/gen_sigint.txt" 2>"$OUTDIR/gen_sigint.err" &
+gen_pid=$!
+sleep 6; kill -INT $gen_pid 2>/dev/null && sent=yes || sent="no (it had ended)"
+wait $gen_pid; rc=$?
+RESULT[sigint]="rc $rc, signal sent: $sent, stderr: $(tr '\n' ' ' <"$OUTDIR/gen_sigint.err" | tail -c 200)"
 
 # 2. The same passkey cases on both devices, every policy (the CPU with every host core, in the background).
 policies=full,infllm,quest,esa,oracle  # the five selecting policies and full
@@ -66,6 +88,8 @@ timeout 90 "$BIN/esa" bench model -m "$ESA_MODEL" --prefill 8k --decode 16 --dev
 echo
 echo "gpu_e2e summary ($(date -u +%F), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
 echo "logits GPU vs CPU: ${RESULT[logits]}"
+echo "greedy decoding on the device vs the host loop: ${RESULT[decode]}; generate text with/without CUDA graphs: ${RESULT[graph_text]}"
+echo "SIGINT during a graph-replayed generate: ${RESULT[sigint]}"
 for f in passkey_cpu passkey_gpu passkey_long_gpu multi-niah_long_gpu offload_resident offload_offload bench_gpu bench_cpu; do
   echo "-- $f"; cat "$OUTDIR/$f.txt" 2>/dev/null | tail -12
 done

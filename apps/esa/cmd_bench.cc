@@ -123,6 +123,7 @@ struct BenchModelOptions {
   int64_t eps = 1;
   int64_t dim = 128;
   bool profile = false;  // GPU: where each prefill's time goes, per stage
+  bool no_cuda_graphs = false;  // GPU decode: launch one by one
 };
 
 double peak_rss_mib() {
@@ -179,8 +180,10 @@ void run_bench_model(const BenchModelOptions& opt) {
                                           : placement_description(device),
              opt.chunk, device.device == Device::cpu ? "float32" : "bf16 weights and cache", opt.budget.init,
              opt.budget.local, opt.budget.select, opt.eps, opt.dim);
-  fmt::print("{:<6} {:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>12}\n", "policy", "prefill", "seconds", "tokens/s",
-             "GFLOP/s", "decode t/s", "KV MiB", "peak RSS MiB");
+  // decode t/s: greedy decoding (on the GPU replaying a CUDA graph per token); eager t/s: the
+  // same launched one by one (on the CPU, and with --no-cuda-graphs, the same figure).
+  fmt::print("{:<6} {:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>10} {:>12}\n", "policy", "prefill", "seconds", "tokens/s",
+             "GFLOP/s", "decode t/s", "eager t/s", "KV MiB", "peak RSS MiB");
   for (int64_t p : lengths) {
     std::vector<int32_t> ids(static_cast<size_t>(p));
     for (auto& id : ids) id = int32_t(rng() % uint64_t(c.vocab));
@@ -199,16 +202,32 @@ void run_bench_model(const BenchModelOptions& opt) {
                            2.0 * 2.0 * double(c.n_layers * c.n_heads * c.head_dim) * double(p) * double(p + 1) / 2.0 +
                            2.0 * double(c.vocab * c.hidden);
       fwd.profile = nullptr;
-      const auto t1 = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < opt.decode; ++i) {
-        const int32_t next = argmax(logits.data(), logits.numel());
-        logits = model.forward(std::span<const int32_t>(&next, 1), cache, fwd);
+      // Greedy decoding of opt.decode tokens from the prefill's; on the GPU once replaying CUDA
+      // graphs and once launching one by one, from the same cache, and the tokens must agree.
+      const int32_t first = argmax(logits.data(), logits.numel());
+      auto time_decode = [&](bool graphs, std::vector<int32_t>& tokens) {
+        fwd.cuda_graphs = graphs;
+        cache.truncate(p);
+        const auto t1 = std::chrono::steady_clock::now();
+        model.decode_greedy(first, opt.decode, cache, fwd, [&](int32_t id) {
+          tokens.push_back(id);
+          return true;
+        });
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+        return opt.decode > 0 ? double(opt.decode) / s : 0.0;
+      };
+      std::vector<int32_t> tokens, eager_tokens;
+      const bool both = device.device == Device::cuda && !opt.no_cuda_graphs;
+      const double decode_rate = time_decode(!opt.no_cuda_graphs, tokens);
+      const double eager_rate = both ? time_decode(false, eager_tokens) : decode_rate;
+      if (both && tokens != eager_tokens) {
+        const size_t at = size_t(std::mismatch(tokens.begin(), tokens.end(), eager_tokens.begin()).first - tokens.begin());
+        ESA_FAIL("bench model: {} at prefill {}: greedy tokens with and without CUDA graphs differ at step {}", name, p,
+                 at);
       }
-      const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-      fmt::print("{:<6} {:>8} {:>10.2f} {:>12.1f} {:>10} {:>12.1f} {:>10.1f} {:>12.0f}\n", name, p, prefill_s,
+      fmt::print("{:<6} {:>8} {:>10.2f} {:>12.1f} {:>10} {:>12.1f} {:>10.1f} {:>10.1f} {:>12.0f}\n", name, p, prefill_s,
                  double(p) / prefill_s, policy ? std::string("-") : fmt::format("{:.1f}", flops / prefill_s / 1e9),
-                 opt.decode > 0 ? double(opt.decode) / decode_s : 0.0, double(cache.bytes_allocated()) / (1 << 20),
-                 peak_rss_mib());
+                 decode_rate, eager_rate, double(cache.bytes_allocated()) / (1 << 20), peak_rss_mib());
       if (opt.profile) {  // GPU time per stage of the prefill (events on the stream; sums over layers)
         fmt::print("  profile {} {}: GPU {:.3f} s of {:.3f} s wall;", name, p, stages.total(), prefill_s);
         for (int i = 0; i < StageTimes::kCount; ++i) {
@@ -251,6 +270,8 @@ void register_bench(CLI::App& app) {
   model->add_option("--threads", mopt->threads, "CPU threads (0: OpenMP's default)")->capture_default_str();
   cli::add_seed_option(model, mopt->seed, "Seed of the random prompt ids");
   add_device_flags(model, mopt->device, mopt->kv_offload);
+  model->add_flag("--no-cuda-graphs", mopt->no_cuda_graphs,
+                  "GPU decode: launch each step's kernels one by one instead of replaying a CUDA graph");
   model->add_option("--policy", mopt->policies, "Policies to time, comma-separated: full, esa")->capture_default_str();
   model->add_option("--init", mopt->budget.init, "esa: initial (sink) tokens")->capture_default_str();
   model->add_option("--local", mopt->budget.local, "esa: local window")->capture_default_str();

@@ -32,6 +32,7 @@ struct GenerateCliOptions {
   int64_t max_context = 0;
   std::string device = "cpu";
   bool kv_offload = false;
+  bool no_cuda_graphs = false;
 };
 
 void run_generate(const GenerateCliOptions& opt) {
@@ -75,6 +76,7 @@ void run_generate(const GenerateCliOptions& opt) {
     policy = std::move(wrapped);
   }
   g.policy = policy.get();
+  g.cuda_graphs = !opt.no_cuda_graphs;
   g.stop_ids = tok->stop_ids();
   std::vector<int32_t> out;
   size_t printed = 0;
@@ -118,6 +120,8 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
   add_policy_flags(cmd, opt->policy);
   add_device_flags(cmd, opt->device, opt->kv_offload);
+  cmd->add_flag("--no-cuda-graphs", opt->no_cuda_graphs,
+                "GPU: launch each decode step's kernels one by one instead of replaying a CUDA graph (the same tokens)");
   cmd->add_flag("--diag", opt->diag,
                 "Record per-layer selection diagnostics (oracle top-k recall, attention mass kept); slow");
   cmd->add_option("--threads", opt->threads, "CPU threads (0: OpenMP's default, all cores)")->capture_default_str();

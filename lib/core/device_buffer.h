@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <utility>
+#include <vector>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -29,6 +30,50 @@ enum class Memory { device, mapped_host };
            double(free_bytes) / (1 << 20), double(total) / (1 << 20));
 }
 
+/// While a decode step is captured into a CUDA graph (engine/llama_cuda.cc), a Buffer that
+/// reallocates may not free its old memory: graphs launched before may still read it, and cudaFree
+/// would synchronise inside the capture. In a DeferFrees scope frees are queued instead (and
+/// grow() does not synchronise); release_deferred_frees() frees them once the stream has passed
+/// every launch that could read them. One thread's scope (the forward holds its mutex).
+namespace detail {
+struct FreeQueue {
+  bool deferring = false;
+  std::vector<std::pair<void*, Memory>> pending;
+};
+inline FreeQueue& free_queue() {
+  static thread_local FreeQueue queue;
+  return queue;
+}
+inline void free_now(void* p, Memory memory) {
+  if (memory == Memory::device) {
+    cudaFree(p);
+  } else {
+    cudaFreeHost(p);
+  }
+}
+}  // namespace detail
+
+class DeferFrees {
+ public:
+  DeferFrees() : previous_(std::exchange(detail::free_queue().deferring, true)) {}
+  ~DeferFrees() { detail::free_queue().deferring = previous_; }
+  DeferFrees(const DeferFrees&) = delete;
+  DeferFrees& operator=(const DeferFrees&) = delete;
+
+ private:
+  bool previous_;
+};
+
+/// Frees the first n of what DeferFrees scopes queued (in order); the caller knows no launched
+/// work reads them any more.
+inline void release_deferred_frees(size_t n) {
+  detail::FreeQueue& q = detail::free_queue();
+  n = std::min(n, q.pending.size());
+  for (size_t i = 0; i < n; ++i) detail::free_now(q.pending[i].first, q.pending[i].second);
+  q.pending.erase(q.pending.begin(), q.pending.begin() + std::ptrdiff_t(n));
+}
+inline size_t deferred_free_count() { return detail::free_queue().pending.size(); }
+
 template <typename T>
 class Buffer {
  public:
@@ -47,12 +92,13 @@ class Buffer {
   }
   ~Buffer() { release(); }
 
-  /// Room for n elements; reallocates (contents lost) when n exceeds the size.
+  /// Room for n elements; reallocates (contents lost) when n exceeds the size, to max(n, 1.5x
+  /// the size): scratch sized by a growing context reallocates O(log) times, not every step.
   void resize(size_t n, const char* what) {
     if (n <= n_ && ptr_ != nullptr) return;
     Buffer fresh;
     fresh.memory_ = memory_;
-    fresh.allocate(n, what);
+    fresh.allocate(ptr_ == nullptr ? n : std::max(n, n_ + n_ / 2), what);
     *this = std::move(fresh);
   }
 
@@ -65,7 +111,7 @@ class Buffer {
     grown.allocate(std::max(n, n_ * 3 / 2), what);
     keep = std::min(keep, n_);
     if (keep > 0) ESA_CUDA_CHECK(cudaMemcpyAsync(grown.ptr_, ptr_, keep * sizeof(T), cudaMemcpyDefault, stream));
-    ESA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (!detail::free_queue().deferring) ESA_CUDA_CHECK(cudaStreamSynchronize(stream));  // else freed later
     *this = std::move(grown);
   }
 
@@ -95,10 +141,10 @@ class Buffer {
   }
   void release() {
     if (ptr_ == nullptr) return;
-    if (memory_ == Memory::device) {
-      cudaFree(ptr_);
+    if (detail::free_queue().deferring) {
+      detail::free_queue().pending.emplace_back(ptr_, memory_);
     } else {
-      cudaFreeHost(ptr_);
+      detail::free_now(ptr_, memory_);
     }
     ptr_ = nullptr;
     n_ = 0;

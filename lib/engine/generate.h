@@ -17,6 +17,7 @@ struct GenerateOptions {
   std::vector<int32_t> stop_ids;    // generation ends after emitting one of these (not returned)
   int64_t chunk = 512;              // prefill chunk
   attention::Policy* policy = nullptr;  // null: exact causal attention (see ForwardOptions)
+  bool cuda_graphs = true;          // ForwardOptions::cuda_graphs
 };
 
 struct GenerateResult {
@@ -28,7 +29,7 @@ struct GenerateResult {
   size_t kv_cache_bytes = 0;
 };
 
-/// Index of the largest logit (the lowest index on ties).
+/// Index of the largest logit (the lowest index on ties; NaN never wins, all NaN gives 0).
 int32_t argmax(const float* logits, int64_t n);
 
 /// Greedy decoding. `on_token` (optional) sees each generated id as soon as it exists.

@@ -8,6 +8,7 @@
 #include "attention/two_branch.h"
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "engine/generate.h"
 #include "io/gguf.h"
 #include "model/model_files.h"
 #ifdef ESA_WITH_CUDA
@@ -137,6 +138,24 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, KvCache& cache, const F
     }
   }
   return options.all_logits ? all : logits;
+}
+
+int64_t LlamaModel::decode_greedy(int32_t first, int64_t steps, KvCache& cache, const ForwardOptions& options,
+                                  const std::function<bool(int32_t)>& on_token) const {
+  ESA_CHECK(cache.n_layers() == config_.n_layers, "forward: the cache has {} layers, the model {}", cache.n_layers(),
+            config_.n_layers);
+#ifdef ESA_WITH_CUDA
+  if (cuda_ && cuda_->decodes_on_device(options, cache)) return cuda_->decode_greedy(first, steps, cache, options, on_token);
+#endif
+  int64_t accepted = 0;
+  int32_t next = first;
+  for (int64_t i = 0; i < steps; ++i) {
+    const Tensor logits = forward(std::span<const int32_t>(&next, 1), cache, options);
+    next = argmax(logits.data(), logits.numel());
+    if (!on_token(next)) break;
+    ++accepted;
+  }
+  return accepted;
 }
 
 void LlamaModel::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,

@@ -55,6 +55,8 @@ struct ForwardOptions {
   /// attention over the whole cache (the `full` policy's arithmetic, without the split).
   attention::Policy* policy = nullptr;
   StageTimes* profile = nullptr;  // optional: adds this forward's time per stage
+  /// GPU decode_greedy: replay each step as a CUDA graph (off: the same launches, one by one).
+  bool cuda_graphs = true;
 };
 
 class LlamaModel {
@@ -79,6 +81,14 @@ class LlamaModel {
   /// values to `cache`. Returns the logits of the last token ([1, vocab]) or of every token
   /// ([T, vocab]) with options.all_logits.
   Tensor forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options = {}) const;
+
+  /// Greedy decoding: feeds `first` at position cache.size(), then each token it produces, for
+  /// at most `steps` steps; `on_token` gets every produced token in order and returns false to
+  /// stop (that token is not fed). Returns the tokens accepted. The cache ends holding exactly
+  /// the fed tokens. On the GPU with no hook and a policy with a GPU half (or none), the loop
+  /// runs on the device (CudaForward::decode_greedy); otherwise forward() and esa::argmax.
+  int64_t decode_greedy(int32_t first, int64_t steps, KvCache& cache, const ForwardOptions& options,
+                        const std::function<bool(int32_t)>& on_token) const;
 
  private:
   /// One pass of a chunk through every layer; logits for its last `logit_rows` tokens.

@@ -18,6 +18,7 @@
 #include "core/cuda_check.h"
 #include "core/device_buffer.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "engine/llama.h"
 #include "flash_attention.cuh"
 #include "gather_rows.cuh"
@@ -200,6 +201,8 @@ struct CudaForward::Impl {
   size_t weight_bytes = 0;
 
   mutable std::mutex mutex;
+  void enqueue_chunk(const int32_t* host_ids, int64_t T, KvCache& cache, const ForwardOptions& options,
+                     const ops::RopeAngles* angles, int64_t logit_rows, StageClock& clock) const;
   // Scratch, grown to the largest chunk seen.
   mutable int64_t scratch_tokens = 0;
   mutable Buffer<int> ids, rows;
@@ -211,6 +214,13 @@ struct CudaForward::Impl {
 
   mutable float* pinned = nullptr;  // page-locked host memory: device-to-host copies stay asynchronous
   mutable size_t pinned_n = 0;
+
+  // Greedy decoding (decode_greedy): each step's token, written by the device into one of two
+  // page-locked slots; a CUDA graph per slot, updated in place by each step's capture.
+  mutable int* pinned_tokens = nullptr;
+  mutable cudaGraphExec_t step_graph[2] = {nullptr, nullptr};
+  mutable cudaEvent_t step_done[2] = {nullptr, nullptr};
+  Buffer<char> cublas_workspace;  // cuBLAS must not allocate while a step is captured
 
   float* pinned_keys(size_t n) const {
     if (n > pinned_n) {
@@ -224,6 +234,12 @@ struct CudaForward::Impl {
   }
 
   ~Impl() {
+    if (stream != nullptr) cudaStreamSynchronize(stream);
+    for (int i = 0; i < 2; ++i) {
+      if (step_graph[i] != nullptr) cudaGraphExecDestroy(step_graph[i]);
+      if (step_done[i] != nullptr) cudaEventDestroy(step_done[i]);
+    }
+    cudaFreeHost(pinned_tokens);
     cudaFreeHost(pinned);
     if (cublas != nullptr) cublasDestroy(cublas);
     if (stream != nullptr) cudaStreamDestroy(stream);
@@ -390,6 +406,12 @@ CudaForward::CudaForward(const ModelConfig& config, const ModelWeights& weights,
   ESA_CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
   ESA_CUBLAS_CHECK(cublasCreate(&m.cublas));
   ESA_CUBLAS_CHECK(cublasSetStream(m.cublas, m.stream));
+  // A workspace of our own: cuBLAS would otherwise allocate one on first use, which a captured
+  // decode step cannot do. 32 MiB is what NVIDIA advises for Hopper.
+  m.cublas_workspace.resize(size_t(32) << 20, "the cuBLAS workspace");
+  ESA_CUBLAS_CHECK(cublasSetWorkspace(m.cublas, m.cublas_workspace.get(), m.cublas_workspace.size()));
+  ESA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m.pinned_tokens), 2 * sizeof(int)));
+  for (cudaEvent_t& e : m.step_done) ESA_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
 
   Buffer<float> staging(size_t(16) << 20, "the weight upload buffer");  // 64 MiB
   m.upload_f32(m.token_embd, weights.token_embd, "token_embd", staging);
@@ -437,15 +459,18 @@ std::shared_ptr<DeviceKvStorage> CudaForward::make_storage(bool kv_offload) cons
                                          kv_offload);
 }
 
-void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
-                                const ops::RopeAngles* angles, int64_t logit_rows, Tensor& logits) const {
-  const Impl& m = *impl_;
-  std::lock_guard<std::mutex> lock(m.mutex);  // one chunk at a time: the scratch is shared
+// One chunk of T tokens through every layer, launched on the stream without waiting for it:
+// ids from `host_ids`, or (null) already in `ids` on the device (a decode step fed by the last
+// step's argmax); the logits of the last `logit_rows` tokens left in `logits`. No host
+// synchronisation unless a hook, a profile or a policy without a device half asks for one, so a
+// decode step can be captured into a CUDA graph.
+void CudaForward::Impl::enqueue_chunk(const int32_t* host_ids, int64_t T, KvCache& cache, const ForwardOptions& options,
+                                      const ops::RopeAngles* angles, int64_t logit_rows, StageClock& clock) const {
+  const Impl& m = *this;
   const ModelConfig& c = m.config;
   auto* storage = dynamic_cast<CudaKvStorage*>(cache.device_storage());
   ESA_CHECK(storage != nullptr && cache.contents() == KvContents::keys_only,
             "forward: a model on the GPU needs a cache made by its make_cache()");
-  const int64_t T = int64_t(ids.size());
   const int64_t H = c.hidden, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, kw = nkv * hd, qw = nh * hd;
   const int64_t start = cache.size(), S = start + T;
   const ForwardHook& hook = options.hook;
@@ -461,7 +486,6 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
   using KeyForm = CudaKvStorage::KeyForm;
   const KeyForm key_form = policy != nullptr && policy->reads_keys_before_rope() ? KeyForm::before_rope : KeyForm::rotated;
   storage->use_form(key_form, start, int(nkv), int(hd), m.rope, s);
-  StageClock clock(options.profile, s);
   using Stage = StageTimes::Stage;
   clock.mark(Stage::kOther);
 
@@ -476,7 +500,9 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     hook(name, layer, t.view());
   };
 
-  ESA_CUDA_CHECK(cudaMemcpyAsync(m.ids.get(), ids.data(), size_t(T) * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  if (host_ids != nullptr) {
+    ESA_CUDA_CHECK(cudaMemcpyAsync(m.ids.get(), host_ids, size_t(T) * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  }
   ESA_CUDA_CHECK(cuda::launch_embed_rows(m.token_embd.get(), m.ids.get(), int(T), int(H), m.x.get(), s));
   emit("embed", -1, m.x.get(), {T, H});
 
@@ -628,10 +654,134 @@ void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, co
     clock.mark(Stage::kProjections);
     m.gemm(m.output_weight(), c.vocab, H, m.act.get(), rows, m.logits.get());
     clock.mark(Stage::kOther);
-    logits = m.download(m.logits.get(), {rows, c.vocab});
   }
-  ESA_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void CudaForward::forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
+                                const ops::RopeAngles* angles, int64_t logit_rows, Tensor& logits) const {
+  const Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mutex);  // one chunk at a time: the scratch is shared
+  StageClock clock(options.profile, m.stream);
+  m.enqueue_chunk(ids.data(), int64_t(ids.size()), cache, options, angles, logit_rows, clock);
+  if (logit_rows > 0) logits = m.download(m.logits.get(), {logit_rows, m.config.vocab});
+  ESA_CUDA_CHECK(cudaStreamSynchronize(m.stream));
   clock.finish();
+}
+
+bool CudaForward::decodes_on_device(const ForwardOptions& options, KvCache& cache) const {
+  auto* storage = dynamic_cast<CudaKvStorage*>(cache.device_storage());
+  if (options.hook || storage == nullptr) return false;
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return options.policy == nullptr || impl_->selector_for(*options.policy, *storage) != nullptr;
+}
+
+namespace {
+
+// Ends a stream capture left open by an exception (the stream is unusable until then).
+struct CaptureGuard {
+  cudaStream_t stream;
+  bool open = false;
+  ~CaptureGuard() {
+    if (!open) return;
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(stream, &g);
+    if (g != nullptr) cudaGraphDestroy(g);
+    cudaGetLastError();
+  }
+};
+
+}  // namespace
+
+int64_t CudaForward::decode_greedy(int32_t first, int64_t steps, KvCache& cache, const ForwardOptions& options,
+                                   const std::function<bool(int32_t)>& on_token) const {
+  ESA_CHECK(decodes_on_device(options, cache), "decode_greedy: a hook or a policy without a GPU half needs the host loop");
+  const Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mutex);
+  ESA_CHECK(first >= 0 && first < m.config.vocab, "forward: token id {} is outside the vocabulary [0, {})", first,
+            m.config.vocab);
+  if (steps <= 0) return 0;
+  auto* storage = dynamic_cast<CudaKvStorage*>(cache.device_storage());
+  ESA_CHECK(storage != nullptr, "forward: a model on the GPU needs a cache made by its make_cache()");
+  cudaStream_t s = m.stream;
+  // Room for every step before the first: growing the cache synchronises.
+  const int64_t start = cache.size();
+  storage->ensure(std::max(start + steps, cache.reserved_tokens()), start, s);
+  m.ensure_scratch(1, 0);
+  ESA_CUDA_CHECK(cudaMemcpyAsync(m.ids.get(), &first, sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  ESA_CUDA_CHECK(cudaStreamSynchronize(s));  // `first` is on the caller's stack
+  const bool graphs = options.cuda_graphs && options.profile == nullptr;
+
+  // Step i feeds the token in ids[0] (step i - 1's, or `first`) and leaves its own there and in
+  // slot i % 2. The host launches step i before it reads step i - 1's token, so the device never
+  // waits for the host; a stop at step i - 1 then drops step i's row from the cache.
+  auto launch_step = [&](int64_t i) {
+    StageClock clock(options.profile, s);
+    const int slot = int(i % 2);
+    // Frees wait until the steps that could still read the memory are done (read_step below).
+    cuda::DeferFrees defer;
+    CaptureGuard guard{s};
+    if (graphs && i > 0) {  // step 0 runs as launched: its first use sizes the scratch
+      ESA_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+      guard.open = true;
+    }
+    m.enqueue_chunk(nullptr, 1, cache, options, nullptr, 1, clock);
+    ESA_CUDA_CHECK(cuda::launch_argmax_rows(m.logits.get(), 1, m.config.vocab, m.ids.get(), s));
+    ESA_CUDA_CHECK(cudaMemcpyAsync(m.pinned_tokens + slot, m.ids.get(), sizeof(int), cudaMemcpyDeviceToHost, s));
+    if (guard.open) {
+      cudaGraph_t g = nullptr;
+      guard.open = false;
+      ESA_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+      cudaGraphExec_t& exec = m.step_graph[slot];
+      cudaGraphExecUpdateResultInfo info{};
+      if (exec == nullptr || cudaGraphExecUpdate(exec, g, &info) != cudaSuccess) {
+        cudaGetLastError();  // a graph of another shape (a buffer regrown): instantiate afresh
+        if (exec != nullptr) ESA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+        exec = nullptr;
+        const cudaError_t made = cudaGraphInstantiate(&exec, g, 0);
+        cudaGraphDestroy(g);
+        ESA_CUDA_CHECK(made);
+      } else {
+        ESA_CUDA_CHECK(cudaGraphDestroy(g));
+      }
+      ESA_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    }
+    ESA_CUDA_CHECK(cudaEventRecord(m.step_done[slot], s));
+    clock.finish();
+  };
+  // Frees queued while step i was launched: its own graph may read memory freed late in its
+  // capture, so they wait for step i itself (FIFO: queued_by[i % 2] entries at the front).
+  size_t queued_by[2] = {0, 0};
+  auto read_step = [&](int64_t i) {
+    ESA_CUDA_CHECK(cudaEventSynchronize(m.step_done[i % 2]));
+    const size_t n = queued_by[i % 2];
+    cuda::release_deferred_frees(n);
+    queued_by[i % 2] = 0;
+    queued_by[(i + 1) % 2] -= std::min(queued_by[(i + 1) % 2], n);
+    return int32_t(m.pinned_tokens[i % 2]);
+  };
+
+  int64_t produced = 0;
+  try {
+    for (int64_t i = 0; i < steps; ++i) {
+      check_interrupt();
+      launch_step(i);
+      queued_by[i % 2] = cuda::deferred_free_count();
+      if (i == 0) continue;
+      if (!on_token(read_step(i - 1))) {
+        read_step(i);
+        cache.truncate(cache.size() - 1);  // step i fed a token the caller refused
+        return produced;
+      }
+      ++produced;
+    }
+    if (on_token(read_step(steps - 1))) ++produced;
+  } catch (...) {
+    cudaStreamSynchronize(s);
+    cudaGetLastError();
+    cuda::release_deferred_frees(cuda::deferred_free_count());
+    throw;
+  }
+  return produced;
 }
 
 }  // namespace esa

@@ -11,6 +11,8 @@
 // scripts/gpu_check.sh end to end).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 
@@ -40,6 +42,15 @@ class CudaForward {
   /// LlamaModel::forward_chunk on the GPU: `cache` must carry storage from make_storage().
   void forward_chunk(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& options,
                      const ops::RopeAngles* angles, int64_t logit_rows, Tensor& logits) const;
+
+  /// Whether decode_greedy can run `options` on `cache` without the host in the loop: no hook,
+  /// and no policy or one with a GPU half.
+  bool decodes_on_device(const ForwardOptions& options, KvCache& cache) const;
+  /// LlamaModel::decode_greedy on the device: the argmax stays there and feeds the next step;
+  /// each step after the first is one CUDA graph (ForwardOptions::cuda_graphs, not while
+  /// profiling), captured while the previous step runs.
+  int64_t decode_greedy(int32_t first, int64_t steps, KvCache& cache, const ForwardOptions& options,
+                        const std::function<bool(int32_t)>& on_token) const;
 
   /// Device memory the weights take.
   size_t weight_bytes() const;

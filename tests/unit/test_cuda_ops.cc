@@ -27,6 +27,7 @@
 #include "core/device_buffer.h"
 #include "core/half.h"
 #include "core/tensor.h"
+#include "engine/generate.h"
 #include "gather_rows.cuh"
 #include "model_ops.cuh"
 #include "ops/rms_norm.h"
@@ -640,6 +641,42 @@ TEST_P(GatherRowsTest, CopiesTheListedRowsExactly) {
 }
 INSTANTIATE_TEST_SUITE_P(Shapes, GatherRowsTest, ::testing::ValuesIn(kGatherShapes), shape_name);
 
+// ---- greedy argmax ------------------------------------------------------------------------------
+
+struct ArgmaxShape { std::string name; int rows; int64_t cols; ESA_PRINTS_NAME(ArgmaxShape) };
+// Around one warp, one block (1024 threads) and a vocabulary (SmolLM2's 49152, Llama 3's 128256).
+const std::vector<ArgmaxShape> kArgmaxShapes = {
+    {"r1_c1", 1, 1},       {"r2_c31", 2, 31},       {"r3_c33", 3, 33},           {"r1_c1023", 1, 1023},
+    {"r2_c1024", 2, 1024}, {"r3_c1025", 3, 1025},   {"r1_c49152", 1, 49152},     {"r4_c128256", 4, 128256}};
+
+class ArgmaxTest : public CudaOpsParamTest<ArgmaxShape> {};
+
+// Each row's index equals esa::argmax (the host's greedy choice) on random rows, rows whose
+// maximum appears twice (the first wins), rows that hold NaN (never chosen) and a row of NaN (0).
+TEST_P(ArgmaxTest, EqualsTheHostArgmax) {
+  SCOPED_TRACE(seed_trace());
+  const ArgmaxShape& s = GetParam();
+  const size_t cols = size_t(s.cols), rows = size_t(s.rows);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const char* kind : {"random", "ties", "nan", "all_nan"}) {
+    std::vector<float> x = normal(rows * cols);
+    for (size_t r = 0; r < rows; ++r) {
+      float* row = x.data() + r * cols;
+      const size_t a = size_t(uniform_int(0, int(cols) - 1)), b = size_t(uniform_int(0, int(cols) - 1));
+      if (std::string(kind) == "ties") row[a] = row[b] = 100.0f;
+      if (std::string(kind) == "nan") row[a] = nan, row[0] = nan, row[b] = 50.0f;
+      if (std::string(kind) == "all_nan") std::fill(row, row + cols, nan);
+    }
+    const Buffer<float> d_x = to_device(x);
+    const Buffer<int> d_out = output<int>(rows);
+    ESA_ASSERT_LAUNCH(cuda::launch_argmax_rows(d_x.get(), s.rows, s.cols, d_out.get(), nullptr));
+    std::vector<int> ref(rows);
+    for (size_t r = 0; r < rows; ++r) ref[r] = argmax(x.data() + r * cols, s.cols);
+    EXPECT_EQ(download(d_out, rows), ref) << kind;
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Shapes, ArgmaxTest, ::testing::ValuesIn(kArgmaxShapes), shape_name);
+
 // ---- argument checks ----------------------------------------------------------------------------
 
 // Each launcher refuses the sizes it checks before launching anything (so null pointers are never
@@ -672,6 +709,8 @@ TEST_F(CudaOpsTest, LaunchersRejectInvalidSizes) {
   EXPECT_EQ(cuda::launch_gqa_fold(f, 1, 8, 2, 0, f, nullptr), bad);
   EXPECT_EQ(cuda::launch_add(f, f, -1, nullptr), bad);
   EXPECT_EQ(cuda::launch_iota(nullptr, -1, nullptr), bad);
+  EXPECT_EQ(cuda::launch_argmax_rows(f, 0, 64, nullptr, nullptr), bad);
+  EXPECT_EQ(cuda::launch_argmax_rows(f, 1, 0, nullptr, nullptr), bad);
   EXPECT_EQ(cuda::launch_to_bf16(f, b, 0, nullptr), bad);
   EXPECT_EQ(cuda::launch_gather_rows(b, b, nullptr, -1, 64, b, b, nullptr), bad);
   EXPECT_EQ(cuda::launch_gather_rows(b, b, nullptr, 1, 0, b, b, nullptr), bad);

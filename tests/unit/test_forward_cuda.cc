@@ -1,12 +1,14 @@
 // The model forward on the GPU (engine/llama_cuda.h) against LlamaModel on the CPU: random bf16
 // models of several shapes with every policy (the CPU replays the GPU's selection so logits
 // compare by arithmetic; the GPU's choice is compared with the CPU policy's own), every named
-// intermediate, and the embedded model. Skips without a GPU.
+// intermediate, the embedded model, and greedy decoding on the device (CUDA graphs) against the
+// host loop. Skips without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -16,6 +18,7 @@
 #include "attention/policy.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "engine/generate.h"
 #include "engine/llama.h"
 #include "ops/rope.h"
 #include "support/cuda_test.h"
@@ -320,6 +323,134 @@ TEST_F(CudaTest, EmbeddedModelMatchesCpu) {
         EXPECT_EQ(top(got), top(want)) << what;
       }
     }
+  }
+}
+
+// ---- greedy decoding on the device (CudaForward::decode_greedy) -------------------------------
+
+struct Decoded {
+  std::vector<int32_t> tokens;
+  int64_t cache_size = 0;
+};
+
+// Prefills `prompt`, takes the first token from the prefill's logits as generate does, then
+// decode_greedy for `steps` steps, stopping after `keep` tokens when keep >= 0.
+Decoded decode(const LlamaModel& model, std::span<const int32_t> prompt, const attention::PolicyOptions& po,
+               int64_t steps, bool graphs, int64_t keep = -1) {
+  const std::unique_ptr<attention::Policy> policy =
+      po.kind == attention::PolicyKind::full ? nullptr : attention::make_policy(po, model.config());
+  ForwardOptions f;
+  f.chunk = 512;
+  f.policy = policy.get();
+  f.cuda_graphs = graphs;
+  KvCache cache = model.make_cache();
+  const Tensor logits = model.forward(prompt, cache, f);
+  Decoded d;
+  d.tokens.push_back(argmax(logits.data(), logits.numel()));
+  model.decode_greedy(d.tokens[0], steps, cache, f, [&](int32_t id) {
+    if (keep >= 0 && int64_t(d.tokens.size()) >= keep) return false;
+    d.tokens.push_back(id);
+    return true;
+  });
+  d.cache_size = cache.size();
+  return d;
+}
+
+// The device loop against the host's: each step's logits downloaded and esa::argmax (a hook on
+// every forward keeps decode_greedy on the host), recording the long-branch rows; the CPU then
+// replays those rows over the same tokens and every step's logits must agree.
+void expect_decode_matches_host(const LlamaModel& cpu, const LlamaModel& gpu, std::span<const int32_t> prompt,
+                                const attention::PolicyOptions& po, int64_t steps, bool cpu_check,
+                                const std::string& what) {
+  const Decoded graphed = decode(gpu, prompt, po, steps, true), eager = decode(gpu, prompt, po, steps, false);
+  ASSERT_EQ(graphed.tokens.size(), size_t(steps + 1)) << what;
+  EXPECT_EQ(graphed.tokens, eager.tokens) << what << ": greedy tokens with and without CUDA graphs";
+  EXPECT_EQ(graphed.cache_size, int64_t(prompt.size()) + steps) << what;
+
+  const bool selective = po.kind != attention::PolicyKind::full;
+  const std::unique_ptr<attention::Policy> policy = selective ? attention::make_policy(po, gpu.config()) : nullptr;
+  std::vector<std::vector<int64_t>> rows;
+  ForwardOptions f;
+  f.chunk = 512;
+  f.policy = policy.get();
+  f.hook = record_rows(rows);
+  KvCache cache = gpu.make_cache();
+  std::vector<Tensor> host_logits{gpu.forward(prompt, cache, f)};
+  std::vector<int32_t> host_tokens{argmax(host_logits[0].data(), host_logits[0].numel())};
+  for (int64_t i = 0; i < steps; ++i) {
+    host_logits.push_back(gpu.forward(std::span(&host_tokens.back(), 1), cache, f));
+    host_tokens.push_back(argmax(host_logits.back().data(), host_logits.back().numel()));
+  }
+  EXPECT_EQ(graphed.tokens, host_tokens) << what << ": greedy tokens of the device loop and of the host loop";
+  if (!cpu_check) return;
+  ReplayPolicy replay(po, rows);
+  ForwardOptions fc;
+  fc.chunk = 512;
+  fc.policy = selective ? &replay : nullptr;
+  KvCache cc = cpu.make_cache();
+  double worst = relative_error(host_logits[0], cpu.forward(prompt, cc, fc));  // the prefill's
+  for (int64_t i = 0; i < steps; ++i) {
+    const Tensor want = cpu.forward(std::span(&host_tokens[size_t(i)], 1), cc, fc);
+    worst = std::max(worst, relative_error(host_logits[size_t(i + 1)], want));
+  }
+  std::printf("%s: worst relative error of %lld decode steps' logits against the CPU %.3g\n", what.c_str(),
+              (long long)steps, worst);
+  EXPECT_LT(worst, 2e-2) << what;
+}
+
+// 256 greedy steps after prefills of 4K (CPU-checked) and 70K tokens (the device loop against the
+// host loop), every policy whose selection runs on the device; then a stop part-way: the cache
+// keeps exactly the fed tokens, and decoding on from there continues the uninterrupted run.
+TEST_F(CudaTest, DecodeGreedyOnTheDeviceMatchesTheHostLoop) {
+  std::mt19937_64 rng(test::test_seed(53));
+  const LlamaModel cpu = random_model({9, 3, 64, 64, RopeStyle::rotate_half, false, true}, rng);
+  ModelConfig long_config = cpu.config();
+  long_config.context = 1 << 17;
+  LlamaModel gpu(long_config, cpu.weights());
+  gpu.use_device(Device::cuda);
+  std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
+  // ESA_TEST_SHORT_DECODE=1 (the compute-sanitizer runs of scripts/gpu_check.sh): 768 tokens, 16
+  // steps, full and esa.
+  const bool short_run = std::getenv("ESA_TEST_SHORT_DECODE") != nullptr;
+  std::vector<int32_t> ids(short_run ? 768 : 70000);
+  for (int32_t& id : ids) id = token(rng);
+  const int64_t steps = short_run ? 16 : 256, cpu_checked = short_run ? 768 : 4096;
+  const std::vector<const char*> policies = short_run ? std::vector<const char*>{"full", "esa"}
+                                                      : std::vector<const char*>{"full", "esa", "oracle", "quest", "infllm"};
+  for (const char* policy_name : policies) {
+    attention::PolicyOptions po;
+    po.kind = attention::parse_policy(policy_name);
+    po.budget = {16, 256, 512, 512};
+    for (const size_t length : std::set<size_t>{size_t(cpu_checked), ids.size()}) {
+      expect_decode_matches_host(cpu, gpu, std::span(ids.data(), length), po, steps, int64_t(length) <= cpu_checked,
+                                 fmt::format("{}, prompt {}", policy_name, length));
+    }
+    const std::span<const int32_t> prompt(ids.data(), size_t(cpu_checked));
+    const Decoded whole = decode(gpu, prompt, po, steps, true);
+    const int64_t keep = steps / 2;
+    const Decoded stopped = decode(gpu, prompt, po, steps, true, keep);
+    ASSERT_EQ(int64_t(stopped.tokens.size()), keep) << policy_name;
+    EXPECT_EQ(stopped.cache_size, cpu_checked + keep) << policy_name << ": the cache holds the fed tokens only";
+    EXPECT_TRUE(std::equal(stopped.tokens.begin(), stopped.tokens.end(), whole.tokens.begin())) << policy_name;
+  }
+}
+
+// The embedded model: greedy tokens of the device loop equal the host loop's (and with and
+// without graphs) after a 2K prompt of random ids, full and esa attention.
+TEST_F(CudaTest, EmbeddedModelDecodesOnTheDeviceAsTheHostLoop) {
+  ESA_REQUIRE_MODEL_OR_SKIP();
+  const LlamaModel cpu = LlamaModel::load(test::default_model_path());
+  LlamaModel gpu(cpu.config(), cpu.weights());
+  gpu.use_device(Device::cuda);
+  std::mt19937_64 rng(test::test_seed(59));
+  std::uniform_int_distribution<int32_t> token(0, int32_t(cpu.config().vocab) - 1);
+  std::vector<int32_t> prompt(2048);
+  for (int32_t& id : prompt) id = token(rng);
+  for (const char* policy_name : {"full", "esa"}) {
+    attention::PolicyOptions po;
+    po.kind = attention::parse_policy(policy_name);
+    po.budget = {16, 256, 256, 512};
+    expect_decode_matches_host(cpu, gpu, prompt, po, 256, false, fmt::format("embedded model, {}", policy_name));
   }
 }
 
