@@ -10,11 +10,11 @@
 #include "attention/policy.h"
 #include "commands.h"
 #include "policy_flags.h"
+#include "prompt_input.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "engine/generate.h"
 #include "model/kv_cache.h"
-#include "text/byte_mapping.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -23,7 +23,7 @@ namespace {
 
 struct GenerateCliOptions {
   std::string model;
-  std::string prompt;
+  PromptSource prompt;
   int64_t max_new = 64;
   bool chat = false;
   PolicyFlags policy;
@@ -36,7 +36,9 @@ struct GenerateCliOptions {
 };
 
 void run_generate(const GenerateCliOptions& opt) {
-  ESA_CHECK(!opt.prompt.empty(), "esa generate: --prompt is empty");
+  check_one_prompt_source(opt.prompt, "generate");
+  ESA_CHECK(!(opt.chat && opt.prompt.has_ids()), "esa generate: --chat wraps prompt text; --prompt-ids are fed as they "
+            "are (put the chat template's ids in the file)");
   const attention::PolicyOptions policy_options = to_policy_options(opt.policy);
   ESA_CHECK(opt.max_context >= 0, "--max-context must be >= 0, got {}", opt.max_context);
   apply_threads(opt.threads);
@@ -46,12 +48,14 @@ void run_generate(const GenerateCliOptions& opt) {
   const LlamaModel model = LlamaModel::load(opt.model, parse_placement(opt.device, opt.kv_offload));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  text::check_utf8(opt.prompt, "--prompt");
-  std::string input = opt.prompt;
-  if (opt.chat) {
-    input = text::chat_prompt(tok->spec(), opt.prompt);
+  std::vector<int32_t> prompt;
+  if (opt.prompt.has_ids()) {
+    prompt = prompt_ids(opt.prompt, model.config().vocab);
+  } else {
+    const std::string text = prompt_text(opt.prompt);
+    const std::string input = opt.chat ? text::chat_prompt(tok->spec(), text) : text;
+    prompt = tok->encode(input, /*add_special=*/true, /*parse_special=*/opt.chat);
   }
-  const std::vector<int32_t> prompt = tok->encode(input, /*add_special=*/true, /*parse_special=*/opt.chat);
   const int64_t max_context = opt.max_context > 0 ? opt.max_context : model.config().context;
   ESA_CHECK(int64_t(prompt.size()) + opt.max_new <= max_context,
             "prompt ({} tokens) + --max-new {} exceeds the model's trained context of {} tokens; pass --max-context "
@@ -115,7 +119,7 @@ void register_generate(CLI::App& app) {
   opt->model = default_model_path();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text greedily (any attention policy, CPU or GPU)");
   cmd->add_option("--model,-m", opt->model, "Model: a .gguf file or a Hugging Face folder")->capture_default_str();
-  cmd->add_option("--prompt,-p", opt->prompt, "Prompt text")->required();
+  add_prompt_flags(cmd, opt->prompt);
   cmd->add_option("--max-new,-n", opt->max_new, "Tokens to generate at most")->capture_default_str();
   cmd->add_flag("--chat", opt->chat, "Wrap the prompt as a user message in the model's chat template");
   add_policy_flags(cmd, opt->policy);

@@ -1,13 +1,10 @@
 // esa tokenize: text to token ids and pieces (or ids back to text with --decode).
 #include <fmt/format.h>
 
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
+#include "prompt_input.h"
 #include "core/error.h"
-#include "core/file_io.h"
-#include "text/byte_mapping.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -19,6 +16,7 @@ struct TokenizeOptions {
   std::string text;
   std::string file;
   std::string decode;
+  std::string decode_file;
   bool ids_only = false;
   bool chat = false;
   bool parse_special = true;
@@ -38,37 +36,25 @@ std::string printable(const std::string& s) {
   return out;
 }
 
-std::vector<int32_t> parse_ids(std::string list, int32_t vocab) {
-  for (char& ch : list) if (ch == ',') ch = ' ';
-  std::vector<int32_t> ids;
-  std::istringstream in(list);
-  std::string item;
-  while (in >> item) {
-    char* stop = nullptr;
-    const long v = std::strtol(item.c_str(), &stop, 10);
-    ESA_CHECK(stop != nullptr && *stop == '\0', "--decode: '{}' is not an integer token id", item);
-    ESA_CHECK(v >= 0 && v < vocab, "--decode: token id {} is outside the vocabulary [0, {})", v, vocab);
-    ids.push_back(int32_t(v));
-  }
-  return ids;
-}
-
 void run_tokenize(const TokenizeOptions& opt) {
-  const int sources = int(!opt.text.empty()) + int(!opt.file.empty()) + int(!opt.decode.empty());
-  ESA_CHECK(sources == 1, "esa tokenize: give exactly one of --text, --file or --decode");
+  const int sources =
+      int(!opt.text.empty()) + int(!opt.file.empty()) + int(!opt.decode.empty()) + int(!opt.decode_file.empty());
+  ESA_CHECK(sources == 1, "esa tokenize: give exactly one of --text, --file, --decode or --prompt-ids");
   const auto tok = text::load_tokenizer(opt.model);
 
-  if (!opt.decode.empty()) {
-    const std::vector<int32_t> ids = parse_ids(opt.decode, tok->vocab_size());
+  if (!opt.decode.empty() || !opt.decode_file.empty()) {
+    PromptSource ids_source;
+    ids_source.ids_file = opt.decode_file;
+    const std::vector<int32_t> ids = opt.decode.empty() ? prompt_ids(ids_source, tok->vocab_size())
+                                                        : parse_token_ids(opt.decode, tok->vocab_size(), "--decode");
     fmt::print("{}\n", tok->decode(ids));
     return;
   }
 
-  std::string input = opt.text;
-  if (!opt.file.empty()) {
-    input = read_file(opt.file);
-  }
-  text::check_utf8(input, opt.file.empty() ? "--text" : opt.file);
+  PromptSource text_source;
+  text_source.text = opt.text;
+  text_source.file = opt.file;
+  std::string input = prompt_text(text_source);
   if (opt.chat) {
     input = text::chat_prompt(tok->spec(), input);
   }
@@ -95,9 +81,11 @@ void register_tokenize(CLI::App& app) {
   cmd->add_option("--model,-m", opt->model, "Model whose tokenizer to use: a .gguf file or a Hugging Face folder")
       ->capture_default_str();
   cmd->add_option("--text,-t", opt->text, "Text to tokenize")->capture_default_str();
-  cmd->add_option("--file,-f", opt->file, "Tokenize the content of this file instead of --text")->capture_default_str();
+  cmd->add_option("--file,-f,--prompt-file", opt->file, "Tokenize the content of this file instead of --text ('-': "
+                  "standard input)")->capture_default_str();
   cmd->add_option("--decode", opt->decode, "Decode these token ids (space or comma separated) to text")
       ->capture_default_str();
+  cmd->add_option("--prompt-ids", opt->decode_file, "Decode the token ids of this file to text ('-': standard input)");
   cmd->add_flag("--ids", opt->ids_only, "Print only the ids, space-separated on one line");
   cmd->add_flag("--chat", opt->chat, "Wrap the text as a user message in the model's chat template");
   cmd->add_flag("!--no-special", opt->parse_special,

@@ -1,6 +1,7 @@
 #include "core/file_io.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +84,29 @@ std::string read_file(const std::string& path, uint64_t max_bytes) {
   ::close(fd);
   ESA_CHECK(out.size() <= max_bytes, "{}: more than the {} bytes this file may have", path, max_bytes);
   return out;
+}
+
+std::string read_stdin(uint64_t max_bytes) {
+  std::string out;
+  char buffer[1 << 16];
+  while (true) {
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    const int ready = ::poll(&p, 1, 200);  // the signal handler restarts reads: look at the flag between waits
+    check_interrupt();
+    if (ready < 0 && errno == EINTR) continue;
+    ESA_CHECK(ready >= 0, "standard input: {}", std::strerror(errno));
+    if (ready == 0) continue;
+    const ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    ESA_CHECK(n >= 0, "standard input: {}", std::strerror(errno));
+    if (n == 0) return out;
+    ESA_CHECK(out.size() + size_t(n) <= max_bytes, "standard input: more than the {} bytes it may have here", max_bytes);
+    out.append(buffer, size_t(n));
+  }
+}
+
+std::string read_file_or_stdin(const std::string& path, uint64_t max_bytes) {
+  return path == "-" ? read_stdin(max_bytes) : read_file(path, max_bytes);
 }
 
 namespace {

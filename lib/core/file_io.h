@@ -24,6 +24,13 @@ std::string read_prefix(const std::string& path, size_t n);
 /// it is larger than `max_bytes` (a guard against reading a wrong, huge path whole).
 std::string read_file(const std::string& path, uint64_t max_bytes = std::numeric_limits<uint64_t>::max());
 
+/// Standard input to its end, at most `max_bytes` ("standard input: more than N bytes" past it),
+/// waiting in slices so that SIGINT/SIGTERM stop a read that no writer ever ends.
+std::string read_stdin(uint64_t max_bytes);
+
+/// read_file, or read_stdin for the path "-" (the command-line convention).
+std::string read_file_or_stdin(const std::string& path, uint64_t max_bytes);
+
 /// JSON nested deeper than this is refused: every reader of the value (and its messages) may
 /// then recurse without a stack overflow, and no file esa reads needs more than a handful.
 constexpr int kMaxJsonDepth = 64;
